@@ -1,0 +1,105 @@
+"""The customer preprocessor: missing values and categorical encoding, fitted on training rows.
+
+It is a scikit-learn transformer saved by `preprocess` and loaded by `predict`, so
+new customers get exactly the transform the model was trained on.
+
+- Numeric columns: missing values become the training median, plus a 0/1
+  `<column>__missing` indicator for every column that had gaps in training, so
+  the model still sees that the value was absent. Stored as float32.
+- Categorical columns: pandas categoricals with a fixed set of levels, the
+  levels seen at least `rare_category_min_count` times in training, plus
+  `__missing__` and `__other__` (rare in training or never seen). LightGBM
+  splits on them natively; the fixed levels keep codes identical at scoring.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from stages.errors import DataError
+from stages.schema import TableSchema
+
+MISSING_LEVEL = "__missing__"
+OTHER_LEVEL = "__other__"
+INDICATOR_SUFFIX = "__missing"
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Categorical values as strings, missing kept as NaN (1 and "1" are one level)."""
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("boolean")
+    text = series.astype("string")
+    return text.str.strip()
+
+
+class CustomerPreprocessor(TransformerMixin, BaseEstimator):
+    def __init__(self, numeric_columns: list[str], categorical_columns: list[str],
+                 rare_category_min_count: int = 10):
+        self.numeric_columns = numeric_columns
+        self.categorical_columns = categorical_columns
+        self.rare_category_min_count = rare_category_min_count
+
+    @classmethod
+    def for_schema(cls, schema: TableSchema, rare_category_min_count: int) -> "CustomerPreprocessor":
+        return cls(list(schema.numeric_columns), list(schema.categorical_columns), rare_category_min_count)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(self.numeric_columns) + list(self.categorical_columns)
+
+    def fit(self, frame: pd.DataFrame, y=None) -> "CustomerPreprocessor":
+        numeric = self._numeric_block(frame, "training data")
+        self.medians_ = {c: float(numeric[c].median()) for c in self.numeric_columns}
+        self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]
+        self.levels_ = {}
+        for column in self.categorical_columns:
+            counts = _as_text(frame[column]).value_counts(dropna=True)
+            frequent = sorted(counts.index[counts >= self.rare_category_min_count].tolist())
+            self.levels_[column] = [MISSING_LEVEL, OTHER_LEVEL] + [v for v in frequent
+                                                                   if v not in (MISSING_LEVEL, OTHER_LEVEL)]
+        self.feature_names_out_ = (
+            list(self.numeric_columns)
+            + [c + INDICATOR_SUFFIX for c in self.indicator_columns_]
+            + list(self.categorical_columns)
+        )
+        return self
+
+    def _numeric_block(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        block = {}
+        for column in self.numeric_columns:
+            series = frame[column]
+            if pd.api.types.is_bool_dtype(series):
+                series = series.astype("float32")
+            elif not pd.api.types.is_numeric_dtype(series):
+                parsed = pd.to_numeric(series, errors="coerce")
+                bad = series[parsed.isna() & series.notna()]
+                if len(bad):
+                    examples = ", ".join(repr(str(v)) for v in bad.unique()[:3])
+                    raise DataError(
+                        f"{source}: numeric column '{column}' has text in {len(bad):,} rows "
+                        f"(e.g. {examples}); give numbers or leave the value empty"
+                    )
+                series = parsed
+            block[column] = series.astype("float32")
+        return pd.DataFrame(block, index=frame.index)
+
+    def transform(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        numeric = self._numeric_block(frame, source)
+        out = {}
+        for column in self.numeric_columns:
+            out[column] = numeric[column].fillna(np.float32(self.medians_[column])).to_numpy(np.float32)
+        for column in self.indicator_columns_:
+            out[column + INDICATOR_SUFFIX] = numeric[column].isna().to_numpy(np.float32)
+        for column in self.categorical_columns:
+            levels = self.levels_[column]
+            text = _as_text(frame[column])
+            codes = pd.Categorical(text, categories=levels[2:]).codes.astype(np.int32)
+            # codes: -1 for missing or unseen; shift known levels past the two special ones.
+            codes = np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
+            out[column] = pd.Categorical.from_codes(codes, categories=levels)
+        return pd.DataFrame(out, index=frame.index)[self.feature_names_out_]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(self.feature_names_out_, dtype=object)

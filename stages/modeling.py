@@ -1,0 +1,126 @@
+"""The estimators every model stage shares: resampler, LightGBM classifier, pipeline.
+
+`tune`, `calibrate` and `train` build their models here, so cross-validation,
+out-of-fold predictions and the final fit use the same objects. The resampler
+sits inside an imbalanced-learn Pipeline: it runs only while fitting, so in
+cross-validation it sees each training fold and never a validation fold.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
+from imblearn.pipeline import Pipeline
+from imblearn import FunctionSampler
+from lightgbm import LGBMClassifier
+
+from stages.config import ModelParams, ResampleParams
+from stages.errors import DataError
+
+OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
+
+
+def categorical_columns_of(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+
+
+def check_minority_size(minority: int, resample: ResampleParams, where: str) -> None:
+    """SMOTE-family samplers need k_neighbors + 1 minority rows in every table they see."""
+    if resample.method not in OVERSAMPLERS:
+        return
+    if minority < resample.k_neighbors + 1:
+        raise DataError(
+            f"{where}: {minority} buyer rows, but resample.k_neighbors={resample.k_neighbors} needs at least "
+            f"{resample.k_neighbors + 1}; set resample.k_neighbors to at most {max(minority - 1, 1)} "
+            "or use more data"
+        )
+
+
+def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: int,
+               sampling_strategy: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Oversample the buyers; original rows come first, synthetic rows after them.
+
+    Categorical columns are resampled as codes: SMOTENC draws them from the
+    neighbours; the other methods interpolate, so their codes are rounded back
+    to a level that exists.
+    """
+    categorical = categorical_columns_of(features)
+    numeric = [c for c in features.columns if c not in set(categorical)]
+    matrix = np.empty((len(features), features.shape[1]), dtype=np.float64)
+    for i, column in enumerate(features.columns):
+        series = features[column]
+        matrix[:, i] = series.cat.codes if column in categorical else series.to_numpy(np.float64)
+    sampler_cls = OVERSAMPLERS[method]
+    options: dict[str, Any] = {"random_state": seed, "sampling_strategy": sampling_strategy}
+    if method == "adasyn":
+        options["n_neighbors"] = k_neighbors
+    else:
+        options["k_neighbors"] = k_neighbors
+    if method == "smotenc":
+        if not categorical or not numeric:
+            raise DataError(
+                "resample.method smotenc needs both categorical and numeric columns; "
+                "use resample.method: smote"
+            )
+        options["categorical_features"] = [features.columns.get_loc(c) for c in categorical]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            resampled, y_resampled = sampler_cls(**options).fit_resample(matrix, y)
+        except ValueError as error:
+            raise DataError(f"resample.method {method} failed: {str(error).splitlines()[0]}; "
+                            "try resample.method: smote or a lower resample.sampling_strategy") from None
+    out = {}
+    for i, column in enumerate(features.columns):
+        values = resampled[:, i]
+        if column in categorical:
+            levels = features[column].cat.categories
+            codes = np.clip(np.rint(values), 0, len(levels) - 1).astype(np.int32)
+            out[column] = pd.Categorical.from_codes(codes, categories=levels)
+        else:
+            out[column] = values.astype(features[column].dtype)
+    return pd.DataFrame(out), np.asarray(y_resampled, dtype=np.int8)
+
+
+def make_resampler(resample: ResampleParams, seed: int) -> FunctionSampler | None:
+    """The resampler for an imbalanced-learn Pipeline; None when nothing is resampled."""
+    if resample.method not in OVERSAMPLERS:
+        return None
+    return FunctionSampler(
+        func=oversample,
+        validate=False,
+        kw_args={"method": resample.method, "k_neighbors": resample.k_neighbors,
+                 "sampling_strategy": resample.sampling_strategy, "seed": seed},
+    )
+
+
+def make_classifier(model: ModelParams, resample: ResampleParams, seed: int,
+                    tuned: dict[str, Any] | None = None) -> LGBMClassifier:
+    """LightGBM with the fixed params, the tuned ones, and determinism switched on."""
+    settings: dict[str, Any] = {
+        "n_estimators": model.n_estimators,
+        "n_jobs": model.threads,
+        "random_state": seed,
+        # Same data, params and thread count give the same trees, bit for bit.
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbose": -1,
+    }
+    if resample.method == "class_weight":
+        settings["is_unbalance"] = True
+    settings.update(tuned or {})
+    return LGBMClassifier(**settings)
+
+
+def make_pipeline(model: ModelParams, resample: ResampleParams, seed: int,
+                  tuned: dict[str, Any] | None = None) -> Pipeline:
+    """Resampler (or passthrough) followed by LightGBM; tuned keys are model params."""
+    sampler = make_resampler(resample, seed)
+    return Pipeline([
+        ("resample", sampler if sampler is not None else "passthrough"),
+        ("model", make_classifier(model, resample, seed, tuned)),
+    ])

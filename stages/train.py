@@ -1,0 +1,48 @@
+"""train: fit LightGBM on the resampled training split with the tuned params.
+
+Writes the fitted classifier (joblib, what `evaluate` and `predict` load) and
+LightGBM's own text model, which is readable and loads without Python.
+
+    python -m stages.train --train data/resampled/train.parquet \
+        --best-params models/best_params.json --model models/model.joblib \
+        --model-text models/model.txt
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+
+from stages.cli import run_stage, stage_parser
+from stages.config import Params, load_params
+from stages.modeling import make_classifier
+from stages.schema import split_features
+from stages.tables import atomic_path, read_json, read_table, save_object
+
+
+def train_model(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict) -> LGBMClassifier:
+    classifier = make_classifier(params.model, params.resample, params.base.seed, best_params)
+    return classifier.fit(features, y)
+
+
+def main(argv: Sequence[str]) -> None:
+    parser = stage_parser(__doc__, "stages.train")
+    parser.add_argument("--train", required=True, help="resampled training table")
+    parser.add_argument("--best-params", required=True, help="best LightGBM params from tune")
+    parser.add_argument("--model", required=True, help="output: fitted classifier (joblib)")
+    parser.add_argument("--model-text", required=True, help="output: LightGBM text model")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    features, y = split_features(read_table(args.train), params.data.id_columns)
+    model = train_model(features, y, params, read_json(args.best_params))
+    save_object(model, args.model)
+    with atomic_path(args.model_text) as tmp:
+        model.booster_.save_model(str(tmp))
+    print(f"train: {model.booster_.num_trees()} trees on {len(y):,} rows, {features.shape[1]} features")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))

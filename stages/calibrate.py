@@ -63,6 +63,12 @@ class ProbabilityCalibrator:
         return scores
 
 
+def top_count(fraction: float, rows: int) -> int:
+    """How many of `rows` customers a contact budget of `fraction` flags (at least one)."""
+    # Round off float noise first: 0.07 * 100 is 7.000000000000001, and its ceiling 8.
+    return max(1, math.ceil(round(fraction * rows, 9)))
+
+
 def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """Precision, recall and F1 of `score >= threshold` for every distinct threshold, ascending."""
     precision, recall, thresholds = precision_recall_curve(y, scores)
@@ -75,7 +81,7 @@ def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
 def choose_threshold(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams) -> float:
     """The threshold the objective asks for; customers with score >= threshold are flagged."""
     if objective.objective == "top_fraction":
-        flagged = max(1, math.ceil(objective.top_fraction * len(scores)))
+        flagged = top_count(objective.top_fraction, len(scores))
         return float(np.sort(scores)[::-1][flagged - 1])
     curve = threshold_curve(y, scores)
     if objective.objective == "f1":

@@ -14,7 +14,6 @@ scorer that knows every customer's true probability.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +26,7 @@ from sklearn.metrics import (
 )
 
 from stages import plots
-from stages.calibrate import ProbabilityCalibrator
+from stages.calibrate import ProbabilityCalibrator, top_count
 from stages.cli import run_stage, stage_parser
 from stages.config import EvaluateParams, load_params
 from stages.generate import PROBABILITY_COLUMN
@@ -51,7 +50,7 @@ def decision_metrics(y: np.ndarray, flagged: np.ndarray, suffix: str = "") -> di
 
 def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> dict:
     """Precision, lift and capture rate when contacting the top `fraction` of customers."""
-    k = max(1, math.ceil(fraction * len(y)))
+    k = top_count(fraction, len(y))
     top = np.argsort(-scores, kind="stable")[:k]
     buyers_in_top = int(y[top].sum())
     precision_at_k = buyers_in_top / k

@@ -95,7 +95,8 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         for column in self.categorical_columns:
             levels = self.levels_[column]
             text = _as_text(frame[column])
-            codes = pd.Categorical(text, categories=levels[2:]).codes.astype(np.int32)
+            # get_indexer, not pd.Categorical(text, categories=...): pandas deprecates unseen values there.
+            codes = pd.Index(levels[2:]).get_indexer(text).astype(np.int32)
             # codes: -1 for missing or unseen; shift known levels past the two special ones.
             codes = np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
             out[column] = pd.Categorical.from_codes(codes, categories=levels)

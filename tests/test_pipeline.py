@@ -219,13 +219,16 @@ def test_evaluate_only_param_reruns_only_evaluate(repo):
 def test_metrics_diff_after_a_model_param_change(repo):
     commit_all(repo, "baseline run")
     old = read_metrics(repo)
-    edit_params(repo, {"resample.method": "none"})
+    # Switch between resampling and none, whichever the committed params do not use.
+    current = yaml.safe_load((repo / "params.yaml").read_text())["resample"]["method"]
+    other = "smote" if current == "none" else "none"
+    edit_params(repo, {"resample.method": other})
     result = run(["dvc", "repro"], repo)
     # Everything downstream of the resample params re-runs; generate and preprocess do not.
     assert stages_run(result.stdout) == ["resample", "tune", "calibrate", "train", "evaluate"]
     new = read_metrics(repo)
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo).stdout)
-    assert params_diff["params.yaml"]["resample.method"] == {"old": "smote", "new": "none"}
+    assert params_diff["params.yaml"]["resample.method"] == {"old": current, "new": other}
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)["metrics/metrics.json"]
     for key in ("precision", "recall", "f1", "average_precision", "threshold"):

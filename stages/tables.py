@@ -117,14 +117,17 @@ def iter_table_batches(path: str | Path, batch_rows: int) -> Iterator[pd.DataFra
     fmt = table_format(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path")
-    if fmt == "parquet":
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            yield batch.to_pandas()
-        return
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; give a table with at least a header row")
-    yield from pd.read_csv(path, chunksize=batch_rows)
+    try:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                yield batch.to_pandas()
+        else:
+            yield from pd.read_csv(path, chunksize=batch_rows)
+    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: cannot be read as {fmt} ({_first_line(error)}); "
+                        "check the file is complete, or export it again") from None
 
 
 def _json_safe(value: Any) -> Any:

@@ -109,7 +109,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--trace", required=True, help="output: score per iteration (plot JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
+    features, y = split_features(read_table(args.train), params.data.id_columns)
     result = tune_hyperparameters(features, y, params)
     write_json(result.best_params, args.best_params)
     write_json({

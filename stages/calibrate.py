@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, ThresholdParams, load_params
 from stages.errors import DataError
-from stages.modeling import make_pipeline
+from stages.modeling import check_fold_sizes, make_pipeline
 from stages import plots
 from stages.schema import split_features
 from stages.tables import read_json, read_table, save_object, write_json
@@ -101,6 +101,7 @@ def out_of_fold_scores(features: pd.DataFrame, y: np.ndarray, params: Params,
                        best_params: dict) -> np.ndarray:
     """Every row's score from a model fitted (and resampled) on the other folds."""
     folds = StratifiedKFold(n_splits=params.calibration.cv_folds, shuffle=True, random_state=params.base.seed)
+    check_fold_sizes(y, folds, params.resample, "calibration.cv_folds", "calibration rows")
     pipeline = make_pipeline(params.model, params.resample, params.base.seed, best_params)
     return cross_val_predict(pipeline, features, y, cv=folds, method="predict_proba")[:, 1]
 
@@ -143,7 +144,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns)
+    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
     best_params = read_json(args.best_params)
     calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best_params)
     save_object(calibrator, args.calibrator)

@@ -100,8 +100,10 @@ def binary_target(frame: pd.DataFrame, data: DataParams, source: str) -> np.ndar
         raise DataError(
             f"{source}: target '{target}' is missing in {missing:,} rows; drop or label those rows"
         )
-    keys = labels.map(_label_key)
-    values = sorted(keys.unique())
+    # Normalise each distinct label once, not every row: a million-row export has two labels.
+    codes, distinct = pd.factorize(labels)
+    distinct_keys = np.array([_label_key(v) for v in distinct], dtype=object)
+    values = sorted(set(distinct_keys))
     if len(values) < 2:
         raise DataError(
             f"{source}: target '{target}' has one class only ({values[0]!r}); "
@@ -118,7 +120,7 @@ def binary_target(frame: pd.DataFrame, data: DataParams, source: str) -> np.ndar
             f"{source}: data.positive_label {data.positive_label!r} is not a value of '{target}' "
             f"(found {values[0]!r} and {values[1]!r}); set data.positive_label to the one that means 'bought'"
         )
-    return (keys == positive).to_numpy(dtype=np.int8)
+    return (distinct_keys[codes] == positive).astype(np.int8)
 
 
 def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> TableSchema:

@@ -27,7 +27,6 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from stages.artifacts import find_lock, verify_artifacts
 from stages.cli import run_stage, stage_parser
@@ -87,26 +86,11 @@ def load_scoring_model(models_dir: str | Path, lock: Path | None) -> ScoringMode
     )
 
 
-def _readable_batches(path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
-    """iter_table_batches, with a file that cannot be parsed reported as a DataError."""
-    batches = iter_table_batches(path, batch_rows)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (ValueError, OSError, pa.ArrowException) as error:  # pandas' ParserError is a ValueError
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise DataError(f"{path}: cannot be read as {table_format(path)} ({first_line}); "
-                            "check the file is complete") from None
-        yield batch
-
-
 def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
     """The input in chunks; a table with a header and no rows gives one empty chunk with the header."""
     path = Path(path)
     empty = True
-    for batch in _readable_batches(path, batch_rows):
+    for batch in iter_table_batches(path, batch_rows):
         empty = False
         yield batch
     if empty:

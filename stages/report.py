@@ -56,16 +56,28 @@ class Revision:
     detail: str  # the commit, and whether the work tree has uncommitted changes
 
 
-def _run(args: list[str], cwd: Path, what: str) -> str:
+def _run(args: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         message = (result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}")
         raise PipelineError(f"{what} failed: {message.splitlines()[-1]}")
-    return result.stdout
+    return result
 
 
-def _dvc(args: list[str], cwd: Path, what: str) -> str:
+def _dvc(args: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "dvc", *args], cwd, what)
+
+
+def dvc_diff(args: list[str], root: Path, warnings: list[str]) -> dict:
+    """A `dvc ... diff --json` result; DVC's warnings (e.g. a revision it could not read) are collected.
+
+    DVC still exits 0 when it cannot read the base revision's metrics, and
+    reports them as new: the reader must be told, or the report would mislead.
+    """
+    result = _dvc([*args, "--json"], root, f"dvc {' '.join(args[:2])}")
+    warnings.extend(line.removeprefix("WARNING:").strip() for line in result.stderr.splitlines()
+                    if line.startswith("WARNING:"))
+    return json.loads(result.stdout or "{}")
 
 
 def repository_root(start: Path) -> Path:
@@ -83,8 +95,8 @@ def describe_revisions(root: Path, base: str) -> tuple[Revision, Revision]:
             f"base revision '{base}' not found; give a branch, tag or commit (in CI, check out with "
             f"fetch-depth: 0 or `git fetch origin {base.removeprefix('origin/')}`)"
         )
-    head = _run(["git", "rev-parse", "--short", "HEAD"], root, "git rev-parse").strip()
-    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").strip()
+    head = _run(["git", "rev-parse", "--short", "HEAD"], root, "git rev-parse").stdout.strip()
+    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").stdout.strip()
     workspace_detail = f"`{head}`" + (" with uncommitted changes" if dirty else "")
     return (Revision(base, f"`{resolved.stdout.strip()[:7]}`"), Revision(WORKSPACE, workspace_detail))
 
@@ -300,8 +312,11 @@ def plots_section(root: Path, base: Revision, plots_dir: Path, report_dir: Path)
 
 def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> str:
     base_revision, workspace = describe_revisions(root, base)
-    metrics = json.loads(_dvc(["metrics", "diff", base, "--all", "--json"], root, "dvc metrics diff") or "{}")
-    params = json.loads(_dvc(["params", "diff", base, "--json"], root, "dvc params diff") or "{}")
+    warnings: list[str] = []
+    metrics = dvc_diff(["metrics", "diff", base, "--all"], root, warnings)
+    params = dvc_diff(["params", "diff", base], root, warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     order = metric_order(root, metrics)
     lines = [
         "# Model report",
@@ -309,6 +324,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
         f"Comparing **{base_revision.label}** ({base_revision.detail}) with the **{workspace.label}** "
         f"({workspace.detail}).",
         "",
+        *[f"> **Warning:** DVC: {warning}\n" for warning in warnings],
         headline_sentence(metrics, base_revision),
         "",
         *metrics_section(metrics, order, base_revision, workspace),

@@ -145,6 +145,19 @@ def test_text_in_a_numeric_column_is_refused_naming_it(repo, customers, tmp_path
     assert_refused(result, output, "minutes_on_site", "about ten")
 
 
+@pytest.mark.parametrize("name, content, phrase", [
+    ("broken.parquet", b"PAR1 this is not parquet", "cannot be read as parquet"),
+    ("absent.csv", None, "not found"),
+    ("customers.xlsx", b"whatever", "unknown table format"),
+])
+def test_an_unreadable_input_is_one_error_line(customers, tmp_path, score, name, content, phrase):
+    given = tmp_path / name
+    if content is not None:
+        given.write_bytes(content)
+    output = tmp_path / "scores.csv"
+    assert_refused(score(given, output, check=False), output, name, phrase)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_empty_input_gives_an_empty_output_with_the_header(repo, customers, tmp_path, suffix, score):
     header_only = pd.read_csv(customers).head(0)

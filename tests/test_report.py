@@ -68,3 +68,16 @@ def test_an_unknown_base_is_one_error_line(two_commits, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no-such-branch" in lines[0] and lines[0].startswith("error: ")
     assert not output.exists()
+
+
+def test_a_base_dvc_cannot_read_is_a_visible_warning(two_commits, tmp_path):
+    """Credentials in config.local for a remote the base revision lacks make DVC skip the base."""
+    repo = copy_repo(two_commits, tmp_path / "repo")
+    dvc("remote", "add", "s3", "s3://bucket/path", cwd=repo)  # in the workspace only, not committed
+    dvc("remote", "modify", "--local", "s3", "access_key_id", "key", cwd=repo)
+    output = tmp_path / "report.md"
+    result = python_module("stages.report", "--base", "HEAD~1", "--output", str(output),
+                           "--plots-dir", str(tmp_path / "plots"), cwd=repo)
+    report = output.read_text()
+    assert "> **Warning:** DVC: failed to load metrics in revision 'HEAD~1'" in report
+    assert "warning: failed to load metrics" in result.stderr

@@ -158,4 +158,7 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    # Run the imported module, not __main__: the calibrator must pickle as
+    # stages.calibrate.ProbabilityCalibrator, which stages.predict can unpickle.
+    from stages import calibrate
+    raise SystemExit(run_stage(calibrate.main))

@@ -1,0 +1,231 @@
+"""stages.predict on a small reproduced copy of the repository, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages import predict
+from stages.cli import run_stage
+from stages.tables import read_json
+from tests.workflow_helpers import customers_to_score, python_module, reproduced_repo
+
+OUTPUT_COLUMNS = ["customer_id", "purchase_probability", "will_buy", "rank", "decile"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return reproduced_repo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def customers(repo, tmp_path_factory) -> Path:
+    return customers_to_score(repo, tmp_path_factory.mktemp("input") / "customers.csv")
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def score(repo, monkeypatch, capsys):
+    """Run `python -m stages.predict` in-process from the repository root (the CLI tests use a subprocess)."""
+    monkeypatch.chdir(repo)
+
+    def run_predict(input_path: Path, output_path: Path, *options: str, check: bool = True) -> Outcome:
+        capsys.readouterr()
+        code = run_stage(predict.main, ["--input", str(input_path), "--output", str(output_path), *options])
+        captured = capsys.readouterr()
+        outcome = Outcome(code, captured.out, captured.err)
+        if check:
+            assert code == 0, outcome.stderr
+        return outcome
+
+    return run_predict
+
+
+def assert_refused(result, output: Path, *phrases: str) -> str:
+    """Exit code 2, one `error:` line on stderr naming every phrase, no traceback, no output file."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert not output.exists()
+    return lines[0]
+
+
+def test_model_files_are_the_paths_dvc_yaml_declares():
+    declared = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["vars"][0]["paths"]
+    assert predict.PREPROCESSOR == declared["preprocessor"]
+    assert predict.MODEL == declared["model"]
+    assert predict.CALIBRATOR == declared["calibrator"]
+    assert predict.THRESHOLD == declared["threshold"]
+
+
+def test_scores_every_row_with_ids_probability_decision_rank_and_decile(repo, customers, tmp_path):
+    output = tmp_path / "scores.csv"
+    result = python_module("stages.predict", "--input", str(customers), "--output", str(output), cwd=repo)
+    scores = pd.read_csv(output)
+    given = pd.read_csv(customers)
+    threshold = read_json(repo / "models/threshold.json")["threshold"]
+
+    assert list(scores.columns) == OUTPUT_COLUMNS
+    assert scores["customer_id"].tolist() == given["customer_id"].tolist()  # every row, input order
+    assert scores["purchase_probability"].between(0, 1).all()
+    assert (scores["will_buy"] == (scores["purchase_probability"] >= threshold).astype(int)).all()
+    assert 0 < scores["will_buy"].sum() < len(scores)
+    assert sorted(scores["rank"]) == list(range(1, len(scores) + 1))
+    by_rank = scores.sort_values("rank")
+    assert by_rank["purchase_probability"].is_monotonic_decreasing
+    assert by_rank["decile"].is_monotonic_increasing
+    assert scores["decile"].value_counts().sort_index().tolist() == [len(scores) // 10] * 10
+    # The training export's label is not a feature: ignored, and said so.
+    assert "purchased" in result.stderr and "ignored" in result.stderr
+    # Buyers in the input should be ranked higher than non-buyers on average.
+    assert scores.loc[given["purchased"] == 1, "rank"].mean() < scores.loc[given["purchased"] == 0, "rank"].mean()
+
+
+def test_chunked_scoring_and_parquet_give_the_same_scores(repo, customers, tmp_path, score):
+    whole = tmp_path / "whole.csv"
+    score(customers, whole)
+    chunked = tmp_path / "chunked.csv"
+    score(customers, chunked, "--batch-rows", "37")
+    assert chunked.read_bytes() == whole.read_bytes()
+
+    parquet_in = tmp_path / "customers.parquet"
+    pd.read_csv(customers).to_parquet(parquet_in)
+    parquet_out = tmp_path / "scores.parquet"
+    score(parquet_in, parquet_out, "--batch-rows", "64")
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet_out), pd.read_csv(whole), check_dtype=False)
+
+
+def test_unseen_categories_and_missing_values_are_scored(repo, customers, tmp_path, score):
+    frame = pd.read_csv(customers).head(40)
+    frame.loc[0:4, "region"] = "Atlantis"
+    frame.loc[5:9, "device"] = "wristwatch"
+    features = [c for c in frame.columns if c not in ("customer_id", "purchased")]
+    frame.loc[10:14, features] = np.nan
+    edited = tmp_path / "edited.csv"
+    frame.to_csv(edited, index=False)
+    output = tmp_path / "scores.csv"
+    score(edited, output)
+    scores = pd.read_csv(output)
+    assert len(scores) == 40
+    assert scores["purchase_probability"].notna().all() and scores["purchase_probability"].between(0, 1).all()
+
+
+def test_missing_columns_are_all_named(repo, customers, tmp_path, score):
+    frame = pd.read_csv(customers).drop(columns=["customer_id", "age", "region", "spend_12m"])
+    partial = tmp_path / "partial.csv"
+    frame.to_csv(partial, index=False)
+    output = tmp_path / "scores.csv"
+    result = score(partial, output, check=False)
+    assert_refused(result, output, "customer_id", "age", "region", "spend_12m", "missing")
+
+
+def test_text_in_a_numeric_column_is_refused_naming_it(repo, customers, tmp_path, score):
+    frame = pd.read_csv(customers)
+    frame["minutes_on_site"] = frame["minutes_on_site"].astype(object)
+    frame.loc[3, "minutes_on_site"] = "about ten"
+    typo = tmp_path / "typo.csv"
+    frame.to_csv(typo, index=False)
+    output = tmp_path / "scores.csv"
+    result = score(typo, output, check=False)
+    assert_refused(result, output, "minutes_on_site", "about ten")
+
+
+@pytest.mark.parametrize("name, content, phrase", [
+    ("broken.parquet", b"PAR1 this is not parquet", "cannot be read as parquet"),
+    ("absent.csv", None, "not found"),
+    ("customers.xlsx", b"whatever", "unknown table format"),
+])
+def test_an_unreadable_input_is_one_error_line(customers, tmp_path, score, name, content, phrase):
+    given = tmp_path / name
+    if content is not None:
+        given.write_bytes(content)
+    output = tmp_path / "scores.csv"
+    assert_refused(score(given, output, check=False), output, name, phrase)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_empty_input_gives_an_empty_output_with_the_header(repo, customers, tmp_path, suffix, score):
+    header_only = pd.read_csv(customers).head(0)
+    empty = tmp_path / f"empty{suffix}"
+    if suffix == ".csv":
+        header_only.to_csv(empty, index=False)
+    else:
+        header_only.to_parquet(empty)
+    output = tmp_path / f"scores{suffix}"
+    score(empty, output)
+    scores = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+    assert list(scores.columns) == OUTPUT_COLUMNS
+    assert len(scores) == 0
+
+
+def test_a_model_file_that_does_not_match_dvc_lock_is_refused(repo, customers, tmp_path, score):
+    models = tmp_path / "models"
+    shutil.copytree(repo / "models", models)
+    with open(models / "model.joblib", "ab") as handle:
+        handle.write(b"\0")
+    output = tmp_path / "scores.csv"
+    result = python_module("stages.predict", "--input", str(customers), "--output", str(output),
+                           "--models", str(models), cwd=repo, check=False)
+    line = assert_refused(result, output, "model.joblib", "dvc pull", "dvc repro")
+    assert "stale or modified" in line
+
+    # The untouched copy scores: the check compares bytes, not locations.
+    shutil.copy2(repo / "models/model.joblib", models / "model.joblib")
+    score(customers, output, "--models", str(models))
+    assert output.is_file()
+
+
+def test_an_edited_threshold_is_refused(repo, customers, tmp_path, score):
+    models = tmp_path / "models"
+    shutil.copytree(repo / "models", models)
+    threshold = read_json(models / "threshold.json")
+    threshold["threshold"] = threshold["threshold"] / 2
+    (models / "threshold.json").write_text(json.dumps(threshold))
+    output = tmp_path / "scores.csv"
+    result = score(customers, output, "--models", str(models), check=False)
+    assert_refused(result, output, "threshold.json", "dvc pull")
+
+
+def test_outside_the_repository_the_lock_must_be_given(repo, customers, tmp_path, score, monkeypatch):
+    models = tmp_path / "models"
+    shutil.copytree(repo / "models", models)
+    shutil.copy2(repo / "params.yaml", tmp_path / "params.yaml")
+    output = tmp_path / "scores.csv"
+    # No dvc.lock above the model directory or the working directory.
+    monkeypatch.chdir(tmp_path)
+    result = score(customers, output, "--models", str(models), check=False)
+    assert_refused(result, output, "dvc.lock", "--lock")
+    score(customers, output, "--models", str(models), "--lock", str(repo / "dvc.lock"))
+    assert len(pd.read_csv(output)) == len(pd.read_csv(customers))
+
+
+def test_rank_breaks_probability_ties_by_raw_score_then_input_order():
+    probability = np.array([0.2, 0.5, 0.5, 0.5, 0.1])
+    raw = np.array([0.3, 0.6, 0.7, 0.6, 0.05])
+    rank, decile = predict.rank_and_decile(probability, raw)
+    assert rank.tolist() == [4, 2, 1, 3, 5]
+    assert decile.tolist() == [7, 3, 1, 5, 9]
+
+
+@pytest.mark.parametrize("rows", [1, 9, 10, 11, 25, 1000])
+def test_deciles_split_the_ranked_list_into_tenths(rows):
+    rank, decile = predict.rank_and_decile(np.linspace(1, 0, rows), np.zeros(rows))
+    counts = np.bincount(decile, minlength=11)[1:]
+    assert decile[rank == 1] == 1 and decile.max() <= 10
+    assert counts.max() - counts[counts > 0].min() <= 1  # as even as the row count allows
+    assert np.all(np.diff(decile[np.argsort(rank)]) >= 0)

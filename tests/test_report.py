@@ -1,0 +1,83 @@
+"""stages.report on a repository with two commits of different params."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from stages.report import HEADLINE, format_change, format_value
+from tests.workflow_helpers import copy_repo, dvc, git, python_module, reproduced_repo, set_params
+
+
+@pytest.fixture(scope="module")
+def two_commits(tmp_path_factory) -> Path:
+    """The reproduced repository plus a commit that flags the top 20 % instead of maximising F1."""
+    repo = copy_repo(reproduced_repo(tmp_path_factory), tmp_path_factory.mktemp("report") / "repo")
+    set_params(repo, {("threshold", "objective"): "top_fraction", ("threshold", "top_fraction"): 0.2})
+    dvc("repro", cwd=repo)
+    git("commit", "-q", "-am", "flag the top 20 %", cwd=repo)
+    return repo
+
+
+def committed_metrics(repo: Path, revision: str) -> dict:
+    return json.loads(git("show", f"{revision}:metrics/metrics.json", cwd=repo).stdout)
+
+
+def table_row(report: str, metric: str) -> list[str]:
+    for line in report.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == metric:
+            return cells
+    raise AssertionError(f"no row for {metric} in:\n{report}")
+
+
+def test_report_shows_precision_and_recall_of_both_commits_and_the_delta(two_commits, tmp_path):
+    output = tmp_path / "report.md"
+    python_module("stages.report", "--base", "HEAD~1", "--output", str(output),
+                  "--plots-dir", str(tmp_path / "plots"), cwd=two_commits)
+    report = output.read_text()
+    old, new = committed_metrics(two_commits, "HEAD~1"), committed_metrics(two_commits, "HEAD")
+    assert old["recall"] != new["recall"]  # the params change must move the decision
+
+    for metric in ("precision", "recall"):
+        assert table_row(report, metric) == [
+            metric, format_value(old[metric]), format_value(new[metric]),
+            format_change({"old": old[metric], "new": new[metric], "diff": new[metric] - old[metric]}),
+        ]
+    # Headline metrics come first, in the order a reviewer weighs them.
+    positions = [report.index(f"| **{name}** |") for name in HEADLINE]
+    assert positions == sorted(positions)
+    # The params diff names what changed, with both values.
+    assert table_row(report, "threshold.objective") == ["threshold.objective", "f1", "top_fraction"]
+    # Every image the report embeds exists beside it.
+    images = re.findall(r'(?:\]\(|src=")([^)"]+\.png)', report)
+    assert len(images) >= 5
+    for image in images:
+        assert (output.parent / image).is_file(), image
+    assert (tmp_path / "plots/index.html").is_file()
+
+
+def test_an_unknown_base_is_one_error_line(two_commits, tmp_path):
+    output = tmp_path / "report.md"
+    result = python_module("stages.report", "--base", "no-such-branch", "--output", str(output),
+                           cwd=two_commits, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-branch" in lines[0] and lines[0].startswith("error: ")
+    assert not output.exists()
+
+
+def test_a_base_dvc_cannot_read_is_a_visible_warning(two_commits, tmp_path):
+    """Credentials in config.local for a remote the base revision lacks make DVC skip the base."""
+    repo = copy_repo(two_commits, tmp_path / "repo")
+    dvc("remote", "add", "s3", "s3://bucket/path", cwd=repo)  # in the workspace only, not committed
+    dvc("remote", "modify", "--local", "s3", "access_key_id", "key", cwd=repo)
+    output = tmp_path / "report.md"
+    result = python_module("stages.report", "--base", "HEAD~1", "--output", str(output),
+                           "--plots-dir", str(tmp_path / "plots"), cwd=repo)
+    report = output.read_text()
+    assert "> **Warning:** DVC: failed to load metrics in revision 'HEAD~1'" in report
+    assert "warning: failed to load metrics" in result.stderr

@@ -93,6 +93,9 @@ class TuneParams:
     scoring: str = field(default="average_precision", metadata=_rule(choices=TUNE_SCORINGS))
     # Parallel cross-validation fits; each fit uses model.threads threads.
     n_jobs: int = field(default=1, metadata=_rule(min=1))
+    # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
+    # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
+    n_points: int = field(default=1, metadata=_rule(min=1))
     # Tune on a stratified subsample of the training split (None: all rows).
     sample_rows: typing.Optional[int] = field(default=None, metadata=_rule(min=10))
 

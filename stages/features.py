@@ -95,9 +95,9 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         for column in self.categorical_columns:
             levels = self.levels_[column]
             text = _as_text(frame[column])
-            codes = pd.Categorical(text, categories=levels[2:]).codes.astype(np.int32)
-            # codes: -1 for missing or unseen; shift known levels past the two special ones.
-            codes = np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
+            # One hash lookup per row; -1 for missing or unseen. Known levels shift past the two special ones.
+            known = pd.Index(levels[2:], dtype=text.dtype).get_indexer(text)
+            codes = np.where(known >= 0, known + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
             out[column] = pd.Categorical.from_codes(codes, categories=levels)
         return pd.DataFrame(out, index=frame.index)[self.feature_names_out_]
 

@@ -8,8 +8,12 @@ cross-validation it sees each training fold and never a validation fold.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +26,34 @@ from stages.config import ModelParams, ResampleParams
 from stages.errors import DataError
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
+
+# The benchmark (benchmarks/run.py) sets this to a file; every LightGBM fit and
+# every oversampling then appends its duration there, one JSON line per call, from
+# whichever process ran it (cross-validation workers too). Unset: nothing is wrapped.
+PROFILE_ENV = "PROPENSITY_PROFILE"
+
+
+def _timed(label: str, function: Callable) -> Callable:
+    path = os.environ.get(PROFILE_ENV)
+    if not path:
+        return function
+
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record = {"event": label, "seconds": time.perf_counter() - start, "pid": os.getpid()}
+            # One short append per call: lines from parallel workers do not interleave.
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    return timed
+
+
+if os.environ.get(PROFILE_ENV) and not getattr(LGBMClassifier.fit, "__wrapped__", None):
+    LGBMClassifier.fit = _timed("lightgbm_fit", LGBMClassifier.fit)
 
 
 def categorical_columns_of(frame: pd.DataFrame) -> list[str]:
@@ -84,6 +116,11 @@ def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: 
         else:
             out[column] = values.astype(features[column].dtype)
     return pd.DataFrame(out), np.asarray(y_resampled, dtype=np.int8)
+
+
+# Rebound under its own name so pickles of the resampler (cross-validation
+# workers) still find `stages.modeling.oversample`.
+oversample = _timed("oversample", oversample)
 
 
 def make_resampler(resample: ResampleParams, seed: int) -> FunctionSampler | None:

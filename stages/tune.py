@@ -13,9 +13,11 @@ score. The test split is never read.
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
@@ -63,11 +65,53 @@ def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
     return features.iloc[keep], y[keep]
 
 
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class TuningProgress:
+    """A skopt callback that keeps one status line on the terminal during the search.
+
+    Iteration, best score so far, elapsed time and an estimate of the time left,
+    rewritten in place after every iteration. Silent when the stream is not a
+    terminal (CI, logs, `dvc repro > file`), so logs get no carriage returns.
+    """
+
+    def __init__(self, n_iter: int, scoring: str, stream: TextIO | None = None):
+        self.n_iter, self.scoring = n_iter, scoring
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.shown = False
+
+    def line(self, done: int, best: float, elapsed: float) -> str:
+        left = elapsed / done * (self.n_iter - done) if done else 0.0
+        return (f"tune: iteration {done}/{self.n_iter}, best {self.scoring} {best:.4f}, "
+                f"elapsed {_clock(elapsed)}, ETA {_clock(left)}")
+
+    def __call__(self, result: Any) -> bool:
+        if self.enabled:
+            # skopt minimises, so it holds the negated cross-validated scores.
+            done, best = len(result.func_vals), -float(np.min(result.func_vals))
+            self.stream.write("\r" + self.line(done, best, time.monotonic() - self.started) + "\033[K")
+            self.stream.flush()
+            self.shown = True
+        return False  # never stop the search early
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) -> TuneResult:
+def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
+                         progress: TuningProgress | None = None) -> TuneResult:
     """Run the search; return the best params (model keys, no prefix), score and trace."""
     tune, seed = params.tune, params.base.seed
     features, y = stratified_sample(features, y, tune.sample_rows, seed)
@@ -81,6 +125,7 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) 
         cv=folds,
         scoring=tune.scoring,
         n_jobs=tune.n_jobs,
+        n_points=tune.n_points,
         refit=False,
         random_state=seed,
         return_train_score=False,
@@ -89,7 +134,11 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) 
     with warnings.catch_warnings():
         # skopt warns when it proposes a point twice; the search goes on correctly.
         warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
-        search.fit(features, y)
+        try:
+            search.fit(features, y, callback=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
     trace, best = [], -np.inf
     for i, (score, candidate) in enumerate(zip(scores, search.cv_results_["params"]), start=1):
@@ -111,7 +160,7 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     features, y = split_features(read_table(args.train), params.data.id_columns)
-    result = tune_hyperparameters(features, y, params)
+    result = tune_hyperparameters(features, y, params, TuningProgress(params.tune.n_iter, params.tune.scoring))
     write_json(result.best_params, args.best_params)
     write_json({
         "best_cv_score": result.best_score,

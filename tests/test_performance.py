@@ -1,0 +1,141 @@
+"""The performance switches: tuning progress line, LightGBM fit profiling, core split params, benchmark targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.run import check_targets, markdown
+from stages.config import load_params, parse_params
+from stages.errors import ParamsError
+from stages.generate import generate_customers
+from stages.preprocess import preprocess_customers
+from stages.schema import split_features
+from stages.tune import TuningProgress, tune_hyperparameters
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class FakeResult:
+    def __init__(self, scores: list[float]):
+        self.func_vals = np.array([-s for s in scores])
+
+
+def small_params(**tune_changes):
+    params = load_params(REPO_ROOT / "params.yaml")
+    return dataclasses.replace(
+        params,
+        generate=dataclasses.replace(params.generate, rows=3000),
+        model=dataclasses.replace(params.model, n_estimators=30),
+        tune=dataclasses.replace(params.tune, n_iter=2, cv_folds=2, **tune_changes),
+    )
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal():
+    stream = io.StringIO()
+    progress = TuningProgress(12, "average_precision", stream)
+    progress(FakeResult([0.3]))
+    progress.close()
+    assert stream.getvalue() == ""
+
+
+def test_progress_rewrites_one_line_with_best_score_and_eta():
+    stream = Terminal()
+    progress = TuningProgress(4, "average_precision", stream)
+    progress(FakeResult([0.30]))
+    progress(FakeResult([0.30, 0.42]))
+    progress.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    last = text.split("\r")[-1]
+    assert "iteration 2/4" in last and "best average_precision 0.4200" in last and "ETA" in last
+
+
+def test_eta_is_elapsed_per_iteration_times_iterations_left():
+    assert TuningProgress(10, "roc_auc", io.StringIO()).line(2, 0.5, 60).endswith("elapsed 1:00, ETA 4:00")
+
+
+def test_tuning_reports_each_step_to_the_progress_callback():
+    params = small_params(n_jobs=1, n_points=2)
+    customers, _ = generate_customers(params.generate, params.base.seed)
+    train, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    features, y = split_features(train, params.data.id_columns)
+    stream = Terminal()
+    result = tune_hyperparameters(features, y, params, TuningProgress(2, "average_precision", stream))
+    # n_points=2 proposes both candidates in one step: one update, after both were scored.
+    assert stream.getvalue().count("\r") == 1 and "iteration 2/2" in stream.getvalue()
+    assert len(result.trace) == 2
+
+
+def test_n_points_must_be_positive():
+    raw = __import__("yaml").safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["tune"]["n_points"] = 0
+    with pytest.raises(ParamsError, match="tune.n_points"):
+        parse_params(raw)
+
+
+PROFILED_FIT = """
+import numpy as np
+import stages.modeling
+from lightgbm import LGBMClassifier
+X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+print(hasattr(LGBMClassifier.fit, "__wrapped__"))
+"""
+
+
+@pytest.mark.parametrize("profiled", [True, False])
+def test_profile_env_times_every_lightgbm_fit_and_costs_nothing_when_unset(tmp_path, profiled):
+    log = tmp_path / "profile.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "PROPENSITY_PROFILE"}
+    if profiled:
+        env["PROPENSITY_PROFILE"] = str(log)
+    out = subprocess.run([sys.executable, "-c", PROFILED_FIT], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(profiled)
+    if profiled:
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [r["event"] for r in records] == ["lightgbm_fit"] and records[0]["seconds"] > 0
+    else:
+        assert not log.exists()
+
+
+def _run(label, rows, total, peak, train_wall=None, fit=None):
+    stages = [{"stage": "train", "wall_s": train_wall or 10.0, "cpu_s": 1.0, "peak_rss_mb": peak,
+               "exit_code": 0, "lightgbm_fit_s": fit}]
+    return {"label": label, "rows": rows, "completed": True, "stages": stages, "total_wall_s": total,
+            "peak_rss_mb": peak, "dvc_commit_s": 1.0, "noop_repro_s": 1.0}
+
+
+def test_targets_say_by_how_much_a_run_missed():
+    runs = [_run("1,000,000", 1_000_000, 1000.0, 7000.0, train_wall=100.0, fit=70.0)]
+    targets = {t["target"]: t for t in check_targets(runs)}
+    assert targets["1,000,000 rows end to end"]["met"] is False
+    assert targets["1,000,000 rows end to end"]["margin"] == "missed by 100.0 s (11%)"
+    assert targets["1,000,000 rows peak memory"]["met"] is False
+    assert targets["1,000,000 rows: train stage time outside LightGBM's fit"]["measured"] == "30.0%"
+    assert targets["10,000,000 rows completes"]["met"] is None
+    results = {"machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "os": "y", "python": "3", "lightgbm": "4"},
+               "runs": runs, "targets": check_targets(runs)}
+    assert "| 1,000,000 rows end to end | < 900 s | 1000 s | **no** | missed by 100.0 s (11%) |" in markdown(results)
+
+
+def test_time_per_row_growth_compares_ten_million_with_one_million():
+    runs = [_run("1,000,000", 1_000_000, 600.0, 1000.0), _run("10,000,000", 10_000_000, 6600.0, 9000.0)]
+    targets = {t["target"]: t for t in check_targets(runs)}
+    assert targets["time per row, 10M vs 1M"]["measured"] == "1.10x"
+    assert targets["time per row, 10M vs 1M"]["met"] is True
+    assert targets["10,000,000 rows peak memory"]["met"] is True

@@ -96,6 +96,9 @@ class TuneParams:
     # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
     # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
     n_points: int = field(default=1, metadata=_rule(min=1))
+    # Stop each cross-validation fit after this many trees without improvement on a
+    # held-out slice of its training fold (None: always model.n_estimators trees).
+    early_stopping_rounds: typing.Optional[int] = field(default=None, metadata=_rule(min=1))
     # Tune on a stratified subsample of the training split (None: all rows).
     sample_rows: typing.Optional[int] = field(default=None, metadata=_rule(min=10))
 

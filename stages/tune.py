@@ -21,13 +21,14 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from skopt import BayesSearchCV
 from skopt.space import Categorical, Integer, Real
 
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, TuneParams, load_params
-from stages.modeling import check_minority_size, make_pipeline
+from stages.modeling import check_minority_size, make_early_stopping_pipeline, make_pipeline
 from stages.schema import split_features
 from stages.tables import read_table, write_json
 
@@ -118,8 +119,13 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
     smallest_fold = min(int(y[train].sum()) for train, _ in folds.split(features, y))
     check_minority_size(smallest_fold, params.resample, f"the smallest of {tune.cv_folds} tuning folds")
+    if tune.early_stopping_rounds:
+        pipeline = make_early_stopping_pipeline(params.model, params.resample, seed, tune.early_stopping_rounds,
+                                                tune.scoring)
+    else:
+        pipeline = make_pipeline(params.model, params.resample, seed)
     search = BayesSearchCV(
-        make_pipeline(params.model, params.resample, seed),
+        pipeline,
         search_space(tune),
         n_iter=tune.n_iter,
         cv=folds,
@@ -148,7 +154,23 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     best_index = int(np.argmax(scores))
     best_params = {k.removeprefix(MODEL_STEP): _plain(v)
                    for k, v in sorted(search.cv_results_["params"][best_index].items())}
+    if tune.early_stopping_rounds:
+        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, tune.n_jobs)
     return TuneResult(best_params, float(scores[best_index]), trace, len(y))
+
+
+def stopped_tree_count(pipeline, best_params: dict[str, Any], features: pd.DataFrame, y: np.ndarray,
+                       folds: StratifiedKFold, n_jobs: int) -> int:
+    """The trees the best candidate kept, averaged over the folds.
+
+    Its score was earned with that many trees, so calibrate and train (which
+    read n_estimators from best_params) fit the model that was scored, not
+    model.n_estimators trees of a learning rate tuned to stop early.
+    """
+    pipeline = clone(pipeline).set_params(**{MODEL_STEP + k: v for k, v in best_params.items()})
+    fitted = cross_validate(pipeline, features, y, cv=folds, n_jobs=n_jobs, return_estimator=True)["estimator"]
+    stopped = [estimator.named_steps["model"].best_iteration_ for estimator in fitted]
+    return max(1, int(round(float(np.mean(stopped)))))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -167,6 +189,7 @@ def main(argv: Sequence[str]) -> None:
         "scoring": params.tune.scoring,
         "n_iter": params.tune.n_iter,
         "cv_folds": params.tune.cv_folds,
+        "early_stopping_rounds": params.tune.early_stopping_rounds,
         "rows": result.rows,
         "best_params": result.best_params,
     }, args.metrics)

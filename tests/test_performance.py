@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks.run import check_targets, markdown
@@ -139,3 +140,50 @@ def test_time_per_row_growth_compares_ten_million_with_one_million():
     assert targets["time per row, 10M vs 1M"]["measured"] == "1.10x"
     assert targets["time per row, 10M vs 1M"]["met"] is True
     assert targets["10,000,000 rows peak memory"]["met"] is True
+
+
+@pytest.fixture(scope="module")
+def small_training_split():
+    params = small_params()
+    customers, _ = generate_customers(params.generate, params.base.seed)
+    train, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    return split_features(train, params.data.id_columns)
+
+
+def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(small_training_split):
+    features, y = small_training_split
+    params = small_params(n_jobs=1, early_stopping_rounds=5)
+    params = dataclasses.replace(params, model=dataclasses.replace(params.model, n_estimators=200))
+    first = tune_hyperparameters(features, y, params)
+    second = tune_hyperparameters(features, y, params)
+    assert first == second  # deterministic: same rows and params, same search and tree count
+    assert 1 <= first.best_params["n_estimators"] < 200
+
+
+def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(small_training_split, monkeypatch):
+    import lightgbm
+    from stages.modeling import EarlyStoppingClassifier
+
+    features, y = small_training_split
+    seen = {}
+    original_fit = lightgbm.LGBMClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        seen.update(X=X, y=np.asarray(y), eval_X=kwargs["eval_X"][0], eval_y=kwargs["eval_y"][0])
+        return original_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(lightgbm.LGBMClassifier, "fit", spy)
+    model = EarlyStoppingClassifier(early_stopping_rounds=5, stopping_metric="average_precision",
+                                    resample_method="smote", sampling_strategy=0.5, n_estimators=300,
+                                    n_jobs=1, random_state=1, verbose=-1).fit(features, y)
+    assert model.best_iteration_ < 300
+    assert len(model.evals_result_["valid_0"]["average_precision"]) == model.best_iteration_ + 5
+    # The stopping slice is 10 % of the real rows given, both classes, none of them resampled.
+    held_out = seen["eval_X"]
+    assert len(held_out) == pytest.approx(0.1 * len(y), abs=1) and set(seen["eval_y"]) == {0, 1}
+    assert held_out.index.isin(features.index).all()
+    pd.testing.assert_frame_equal(held_out, features.loc[held_out.index])
+    # The other 90 % were oversampled to half as many buyers as non-buyers.
+    fitted_non_buyers = int((seen["y"] == 0).sum())
+    assert fitted_non_buyers == int((y == 0).sum()) - int((seen["eval_y"] == 0).sum())
+    assert int(seen["y"].sum()) == fitted_non_buyers // 2

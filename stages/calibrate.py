@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, ThresholdParams, load_params
 from stages.errors import DataError
-from stages.modeling import make_pipeline
+from stages.modeling import check_fold_sizes, make_pipeline
 from stages import plots
 from stages.schema import split_features
 from stages.tables import read_json, read_table, save_object, write_json
@@ -63,6 +63,12 @@ class ProbabilityCalibrator:
         return scores
 
 
+def top_count(fraction: float, rows: int) -> int:
+    """How many of `rows` customers a contact budget of `fraction` flags (at least one)."""
+    # Round off float noise first: 0.07 * 100 is 7.000000000000001, and its ceiling 8.
+    return max(1, math.ceil(round(fraction * rows, 9)))
+
+
 def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """Precision, recall and F1 of `score >= threshold` for every distinct threshold, ascending."""
     precision, recall, thresholds = precision_recall_curve(y, scores)
@@ -75,7 +81,7 @@ def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
 def choose_threshold(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams) -> float:
     """The threshold the objective asks for; customers with score >= threshold are flagged."""
     if objective.objective == "top_fraction":
-        flagged = max(1, math.ceil(objective.top_fraction * len(scores)))
+        flagged = top_count(objective.top_fraction, len(scores))
         return float(np.sort(scores)[::-1][flagged - 1])
     curve = threshold_curve(y, scores)
     if objective.objective == "f1":
@@ -95,6 +101,7 @@ def out_of_fold_scores(features: pd.DataFrame, y: np.ndarray, params: Params,
                        best_params: dict) -> np.ndarray:
     """Every row's score from a model fitted (and resampled) on the other folds."""
     folds = StratifiedKFold(n_splits=params.calibration.cv_folds, shuffle=True, random_state=params.base.seed)
+    check_fold_sizes(y, folds, params.resample, "calibration.cv_folds", "calibration rows")
     pipeline = make_pipeline(params.model, params.resample, params.base.seed, best_params)
     return cross_val_predict(pipeline, features, y, cv=folds, method="predict_proba")[:, 1]
 
@@ -137,7 +144,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns)
+    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
     best_params = read_json(args.best_params)
     calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best_params)
     save_object(calibrator, args.calibrator)

@@ -40,15 +40,32 @@ def _debug_requested(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+INTERRUPTED_MESSAGE = "interrupted: outputs were left as they were; run the stage again"
+
+
 def _interrupt_on_sigterm(signum, frame):
     # SIGTERM (`kill`, a CI timeout) unwinds like Ctrl-C, so temporary files are removed.
     raise KeyboardInterrupt
+
+
+def _leave_before_start(signum, frame):
+    # Nothing is written while a stage still loads its libraries: leave at once, without
+    # the traceback of whichever pandas or LightGBM import was running.
+    os.write(sys.stderr.fileno(), (INTERRUPTED_MESSAGE + "\n").encode())
+    os._exit(EXIT_INTERRUPTED)
+
+
+def exit_quietly_on_interrupt() -> None:
+    """Ctrl-C or SIGTERM before `run_stage` starts exits with 130 and one line."""
+    signal.signal(signal.SIGINT, _leave_before_start)
+    signal.signal(signal.SIGTERM, _leave_before_start)
 
 
 def run_stage(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None = None) -> int:
     """Run `main(argv)`; return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         main(argv)
@@ -59,7 +76,7 @@ def run_stage(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None 
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: outputs were left as they were; run the stage again", file=sys.stderr)
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
         if debug:

@@ -144,7 +144,9 @@ def _type_name(annotation: Any) -> str:
         optional = type(None) in typing.get_args(annotation)
         return " or ".join(names) + (" or null" if optional else "")
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
+        item = typing.get_args(annotation)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(item, 'values')}"
     if origin is dict:
         return "a mapping"
     if dataclasses.is_dataclass(annotation):
@@ -154,6 +156,11 @@ def _type_name(annotation: Any) -> str:
 
 def _where(path: str) -> str:
     return f"params.yaml: {path}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _convert(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
@@ -198,7 +205,8 @@ def _convert(value: Any, annotation: Any, path: str, problems: list[str]) -> Any
     else:
         ok = isinstance(value, annotation)
     if not ok:
-        problems.append(f"{_where(path)} is {value!r}; expected {_type_name(annotation)}")
+        expected = "a non-empty string" if value == "" else _type_name(annotation)
+        problems.append(f"{_where(path)} is {value!r}; expected {expected}")
         return None
     return value
 
@@ -208,7 +216,9 @@ def _check_rule(value: Any, rule: Mapping[str, Any], path: str, problems: list[s
         return
     if "choices" in rule and value not in rule["choices"]:
         allowed = ", ".join(map(str, rule["choices"]))
-        problems.append(f"{_where(path)} is {value!r}; allowed: {allowed}")
+        close = difflib.get_close_matches(str(value), list(map(str, rule["choices"])), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        problems.append(f"{_where(path)} is {value!r}; allowed: {allowed}{hint}")
     bounds = [("min", ">=", lambda v, b: v >= b), ("max", "<=", lambda v, b: v <= b),
               ("gt", ">", lambda v, b: v > b), ("lt", "<", lambda v, b: v < b)]
     for key, symbol, holds in bounds:
@@ -271,8 +281,14 @@ def _check_data(data: DataParams, problems: list[str]) -> None:
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as read from YAML) and return typed sections."""
+    sections = ", ".join(f.name for f in dataclasses.fields(Params))
+    if raw is None:
+        raise ParamsError(f"{_where('')}the file is empty; it needs the sections {sections}")
+    if not isinstance(raw, Mapping):
+        raise ParamsError(f"{_where('')}the file holds {type(raw).__name__} {_short(raw)}; "
+                          f"it needs a mapping of the sections {sections}")
     problems: list[str] = []
-    params = _build(Params, raw if raw is not None else {}, "", problems)
+    params = _build(Params, raw, "", problems)
     # _build prefixes paths with "."; strip it so users read `tune.n_iter`, not `.tune.n_iter`.
     problems = [p.replace("params.yaml: .", "params.yaml: ", 1) for p in problems]
     if params is not None:

@@ -24,3 +24,7 @@ class DataError(PipelineError):
 
 class ArtifactError(PipelineError):
     """A model file is missing, stale or does not match dvc.lock."""
+
+
+class OutputError(PipelineError):
+    """An output cannot be written: no space left, no permission, a file where a folder should be."""

@@ -14,7 +14,6 @@ scorer that knows every customer's true probability.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -27,9 +26,10 @@ from sklearn.metrics import (
 )
 
 from stages import plots
-from stages.calibrate import ProbabilityCalibrator
+from stages.calibrate import ProbabilityCalibrator, top_count
 from stages.cli import run_stage, stage_parser
 from stages.config import EvaluateParams, load_params
+from stages.errors import DataError
 from stages.generate import PROBABILITY_COLUMN
 from stages.schema import split_features
 from stages.tables import load_object, read_json, read_table, write_json
@@ -51,7 +51,7 @@ def decision_metrics(y: np.ndarray, flagged: np.ndarray, suffix: str = "") -> di
 
 def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> dict:
     """Precision, lift and capture rate when contacting the top `fraction` of customers."""
-    k = max(1, math.ceil(fraction * len(y)))
+    k = top_count(fraction, len(y))
     top = np.argsort(-scores, kind="stable")[:k]
     buyers_in_top = int(y[top].sum())
     precision_at_k = buyers_in_top / k
@@ -132,6 +132,17 @@ def feature_importance(model) -> pd.DataFrame:
             .sort_values(["gain", "feature"], ascending=[False, True]).reset_index(drop=True))
 
 
+def check_test_labels(y: np.ndarray, source: str) -> None:
+    """Precision, recall and every ranking metric need buyers and non-buyers in the test split."""
+    buyers = int(np.sum(y == 1))
+    if buyers == 0 or buyers == len(y):
+        which = "no buyer" if buyers == 0 else "only buyer"
+        raise DataError(
+            f"{source}: the test split has {which} rows ({len(y):,} rows); nothing can be measured. "
+            "Use more data or a larger preprocess.test_size, then run `dvc repro`"
+        )
+
+
 def score_test_split(test: pd.DataFrame, id_columns: list[str], model, calibrator: ProbabilityCalibrator):
     features, y = split_features(test, id_columns)
     return y, calibrator.transform(model.predict_proba(features)[:, 1])
@@ -165,6 +176,7 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     test = read_table(args.test)
+    check_test_labels(split_features(test, params.data.id_columns, args.test)[1], args.test)
     model = load_object(args.model)
     threshold = float(read_json(args.threshold)["threshold"])
     y, scores = score_test_split(test, params.data.id_columns, model, load_object(args.calibrator))

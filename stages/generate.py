@@ -21,7 +21,7 @@ import pandas as pd
 
 from stages.config import GenerateParams, load_params
 from stages.cli import run_stage, stage_parser
-from stages.tables import write_table
+from stages.tables import table_format, write_table
 
 ID_COLUMN = "customer_id"
 TARGET_COLUMN = "purchased"
@@ -180,6 +180,8 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--probabilities", required=True, help="true purchase probability per customer")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    for output in (args.output, args.probabilities):
+        table_format(output)  # an unknown suffix fails now, not after the work
     customers, probabilities = generate_customers(params.generate, params.base.seed)
     write_table(customers, args.output)
     write_table(probabilities, args.probabilities)

@@ -21,7 +21,7 @@ from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from imblearn.pipeline import Pipeline
 from imblearn import FunctionSampler
 from lightgbm import LGBMClassifier, early_stopping
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from stages.config import ModelParams, ResampleParams
 from stages.errors import DataError
@@ -71,6 +71,19 @@ def check_minority_size(minority: int, resample: ResampleParams, where: str) -> 
             f"{resample.k_neighbors + 1}; set resample.k_neighbors to at most {max(minority - 1, 1)} "
             "or use more data"
         )
+
+
+def check_fold_sizes(y: np.ndarray, folds: StratifiedKFold, resample: ResampleParams, key: str,
+                     where: str) -> None:
+    """Before a cross-validation starts: every fold needs a buyer, every training fold enough for SMOTE."""
+    buyers = int(np.sum(y == 1))
+    if buyers < folds.n_splits:
+        raise DataError(
+            f"{where}: {buyers} buyer rows cannot fill {key}={folds.n_splits} folds; "
+            f"set {key} to at most {max(buyers, 2)} or use more data"
+        )
+    smallest = min(int(np.sum(y[train] == 1)) for train, _ in folds.split(np.zeros(len(y)), y))
+    check_minority_size(smallest, resample, f"{where}, the smallest of {folds.n_splits} training folds")
 
 
 def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: int,

@@ -24,7 +24,7 @@ from stages.config import DataParams, PreprocessParams, load_params
 from stages.errors import DataError
 from stages.features import CustomerPreprocessor
 from stages.schema import LABEL, binary_target, check_training_table
-from stages.tables import read_table, save_object, write_table
+from stages.tables import read_table, save_object, table_format, write_table
 
 def split_customers(frame: pd.DataFrame, y: np.ndarray, test_size: float, seed: int,
                     source: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
@@ -85,6 +85,8 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--preprocessor", required=True, help="output: fitted preprocessor (joblib)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    for output in (args.train, args.test):
+        table_format(output)  # an unknown suffix fails now, not after the work
     frame = read_table(args.input)
     train, test, preprocessor = preprocess_customers(
         frame, params.data, params.preprocess, params.base.seed, source=args.input

@@ -20,7 +20,7 @@ from stages.cli import run_stage, stage_parser
 from stages.config import ResampleParams, load_params
 from stages.modeling import OVERSAMPLERS, check_minority_size, oversample
 from stages.schema import LABEL, SYNTHETIC, split_features
-from stages.tables import read_table, write_json, write_table
+from stages.tables import read_table, table_format, write_json, write_table
 
 def class_counts(y: np.ndarray) -> dict[str, int]:
     return {"buyers": int(np.sum(y == 1)), "non_buyers": int(np.sum(y == 0)), "rows": int(len(y))}
@@ -29,7 +29,7 @@ def class_counts(y: np.ndarray) -> dict[str, int]:
 def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
                       id_columns: list[str], source: str = "training split") -> tuple[pd.DataFrame, dict]:
     """Return (resampled table, report of class counts before and after)."""
-    features, y = split_features(train, id_columns)
+    features, y = split_features(train, id_columns, source)
     check_minority_size(int(min(y.sum(), len(y) - y.sum())), resample, source)
     if resample.method in OVERSAMPLERS:
         features_out, y_out = oversample(features, y, resample.method, resample.k_neighbors,
@@ -59,6 +59,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--metrics", required=True, help="output: class counts (JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    table_format(args.output)  # an unknown suffix fails now, not after the work
     train = read_table(args.train)
     table, report = resample_training(train, params.resample, params.base.seed, params.data.id_columns,
                                       source=args.train)

@@ -7,6 +7,7 @@ message names the column, what was found and what to change.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import dataclass
 
@@ -73,13 +74,25 @@ def _text_in_numeric(series: pd.Series) -> tuple[int, list[str]] | None:
     return len(bad), [str(v) for v in bad.unique()[:3]]
 
 
+def _header(frame: pd.DataFrame, limit: int = 12) -> str:
+    names = [str(c) for c in frame.columns]
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _did_you_mean(name: str, frame: pd.DataFrame) -> str:
+    """A close column name (a renamed or re-cased header), as a hint."""
+    names = {str(c).lower(): str(c) for c in frame.columns}
+    close = difflib.get_close_matches(name.lower(), list(names), n=1, cutoff=0.75)
+    return f" (did you mean '{names[close[0]]}'?)" if close else ""
+
+
 def binary_target(frame: pd.DataFrame, data: DataParams, source: str) -> np.ndarray:
     """The target as 0/1 int8, with `positive_label` as 1; checks it is binary and complete."""
     target = data.target
     if target not in frame.columns:
         raise DataError(
-            f"{source}: target column '{target}' not found; set data.target to one of: "
-            f"{', '.join(map(str, frame.columns[:20]))}"
+            f"{source}: target column '{target}' (data.target) not found{_did_you_mean(target, frame)}; "
+            f"set data.target to one of: {_header(frame)}"
         )
     labels = frame[target]
     missing = int(labels.isna().sum())
@@ -112,13 +125,7 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
     """Check a labelled customer table; return its columns by role."""
     if frame.empty:
         raise DataError(f"{source}: the table has a header but no rows; export it again with data")
-    configured = list(data.id_columns) + list(data.categorical_columns or [])
-    absent = [c for c in configured if c not in frame.columns]
-    if absent:
-        raise DataError(
-            f"{source}: column(s) {', '.join(absent)} named in data.id_columns/data.categorical_columns "
-            "not found; fix the names in params.yaml or the file's header"
-        )
+    _check_configured_columns(frame, data, source)
     binary_target(frame, data, source)
 
     roles = set(data.id_columns) | {data.target}
@@ -126,11 +133,20 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
     if not candidates:
         raise DataError(f"{source}: no feature columns besides the ID and target columns")
 
-    empty = [c for c in candidates if frame[c].isna().all()]
+    empty = [c for c in [*data.id_columns, *candidates] if frame[c].isna().all()]
     if empty:
         raise DataError(
-            f"{source}: column(s) {', '.join(empty)} are entirely empty; drop them from the export"
+            f"{source}: column(s) {', '.join(map(repr, empty))} {'is' if len(empty) == 1 else 'are'} "
+            "entirely empty; drop them from the export "
+            "(and from params.yaml's data section if listed there) or fill them"
         )
+    for column in data.id_columns:
+        missing = int(frame[column].isna().sum())
+        if missing:
+            raise DataError(
+                f"{source}: ID column '{column}' is empty in {missing:,} rows; "
+                "give every customer an ID or drop those rows"
+            )
 
     if data.categorical_columns is not None:
         categorical = [c for c in candidates if c in set(data.categorical_columns)]
@@ -159,6 +175,23 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
     return TableSchema(list(data.id_columns), numeric, categorical)
 
 
+def _check_configured_columns(frame: pd.DataFrame, data: DataParams, source: str) -> None:
+    """Every column params.yaml names must be in the header; all absent ones reported at once."""
+    header = set(frame.columns)
+    problems = []
+    for key, columns in (("data.id_columns", data.id_columns),
+                         ("data.categorical_columns", data.categorical_columns or [])):
+        absent = [c for c in columns if c not in header]
+        if absent:
+            hints = "".join(_did_you_mean(c, frame) for c in absent)
+            problems.append(
+                f"{source}: column(s) {', '.join(map(repr, absent))} named in {key} not found{hints} "
+                f"(the file has: {_header(frame)}); fix {key} in params.yaml or the file's header"
+            )
+    if problems:
+        raise DataError(*problems)
+
+
 def _check_duplicate_ids(frame: pd.DataFrame, data: DataParams, source: str) -> None:
     if not data.id_columns:
         return
@@ -185,7 +218,13 @@ def check_scoring_table(frame: pd.DataFrame, required_columns: list[str], source
     return [c for c in frame.columns if c not in set(required_columns)]
 
 
-def split_features(frame: pd.DataFrame, id_columns: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+def split_features(frame: pd.DataFrame, id_columns: list[str],
+                   source: str = "input table") -> tuple[pd.DataFrame, np.ndarray]:
     """(features, 0/1 labels) of a table written by preprocess or resample."""
+    if LABEL not in frame.columns:
+        raise DataError(
+            f"{source}: no '{LABEL}' column, so it was not written by preprocess or resample; "
+            "pass the stage's own input (see dvc.yaml) or run `dvc repro`"
+        )
     drop = [c for c in (*id_columns, LABEL, SYNTHETIC) if c in frame.columns]
     return frame.drop(columns=drop), frame[LABEL].to_numpy(np.int8)

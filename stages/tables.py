@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from stages.errors import DataError
+from stages.errors import ArtifactError, DataError, OutputError
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -31,12 +31,15 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A run killed by SIGKILL cannot clean up; the next write of the same file does.
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed by SIGKILL cannot clean up; the next write of the same file does.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -45,8 +48,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         # mkstemp creates 0600 files; give outputs the usual permissions.
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as error:
+        # Disk full, permission denied, a directory in the way: the user's to fix, not a bug.
+        raise _cannot_write(path, error) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, error: OSError) -> OutputError:
+    reason = error.strerror or _first_line(error)
+    return OutputError(
+        f"{path}: cannot write ({reason}); check the folder exists as a folder, "
+        "is writable and the disk has space"
+    )
 
 
 def table_format(path: str | Path) -> str:
@@ -73,9 +87,16 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         else:
             frame = pd.read_parquet(path, columns=columns)
     except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: cannot be read as {fmt} ({first_line}); check the file is complete") from None
+        raise DataError(f"{path}: cannot be read as {fmt} ({_first_line(error)}); "
+                        "check the file is complete, or export it again") from None
     return frame
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    """The gist of a library's error, short enough for one line on a terminal."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
@@ -96,14 +117,17 @@ def iter_table_batches(path: str | Path, batch_rows: int) -> Iterator[pd.DataFra
     fmt = table_format(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path")
-    if fmt == "parquet":
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_rows):
-            yield batch.to_pandas()
-        return
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; give a table with at least a header row")
-    yield from pd.read_csv(path, chunksize=batch_rows)
+    try:
+        if fmt == "parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                yield batch.to_pandas()
+        else:
+            yield from pd.read_csv(path, chunksize=batch_rows)
+    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: cannot be read as {fmt} ({_first_line(error)}); "
+                        "check the file is complete, or export it again") from None
 
 
 def _json_safe(value: Any) -> Any:
@@ -144,4 +168,8 @@ def load_object(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; run `dvc repro` (or `dvc pull`) to create it")
-    return joblib.load(path)
+    try:
+        return joblib.load(path)
+    except Exception as error:  # unpickling raises anything: EOFError, UnpicklingError, KeyError...
+        raise ArtifactError(f"{path}: cannot be loaded ({_first_line(error)}); "
+                            "rebuild it with `dvc repro` or fetch it with `dvc pull`") from None

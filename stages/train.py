@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--model-text", required=True, help="output: LightGBM text model")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns)
+    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
     model = train_model(features, y, params, read_json(args.best_params))
     save_object(model, args.model)
     with atomic_path(args.model_text) as tmp:

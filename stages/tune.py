@@ -28,7 +28,7 @@ from skopt.space import Categorical, Integer, Real
 
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, TuneParams, load_params
-from stages.modeling import check_minority_size, make_early_stopping_pipeline, make_pipeline
+from stages.modeling import check_fold_sizes, make_early_stopping_pipeline, make_pipeline
 from stages.schema import split_features
 from stages.tables import read_table, write_json
 
@@ -117,8 +117,7 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     tune, seed = params.tune, params.base.seed
     features, y = stratified_sample(features, y, tune.sample_rows, seed)
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
-    smallest_fold = min(int(y[train].sum()) for train, _ in folds.split(features, y))
-    check_minority_size(smallest_fold, params.resample, f"the smallest of {tune.cv_folds} tuning folds")
+    check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
     if tune.early_stopping_rounds:
         pipeline = make_early_stopping_pipeline(params.model, params.resample, seed, tune.early_stopping_rounds,
                                                 tune.scoring)

@@ -1,0 +1,222 @@
+"""Shared fixtures: small params parsed from the repository's params.yaml, and small frames.
+
+Every stage's plain functions are tested on a few thousand generated customers
+with a tiny search (2 iterations, 2 folds, 30 trees), so the unit tests run in
+seconds. Session-scoped frames are handed out as copies, so a test that edits
+its frame cannot change what another test sees.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages.config import Params, parse_params
+from stages.generate import generate_customers
+from stages.preprocess import preprocess_customers
+from stages.resample import resample_training
+from stages.schema import split_features
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The committed params, shrunk so each stage function runs in about a second.
+SMALL = {
+    "generate.rows": 4000,
+    "tune.n_iter": 2,
+    "tune.cv_folds": 2,
+    "model.n_estimators": 30,
+    "calibration.cv_folds": 2,
+    # One LightGBM thread: OpenMP threads spin when the machine is busy, slowing small fits badly.
+    "model.threads": 1,
+}
+
+
+def set_key(raw: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a nested params mapping."""
+    *parents, last = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+def committed_params() -> dict:
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def small_raw_params(**overrides: Any) -> dict:
+    """The committed params.yaml with SMALL applied, then `overrides` (keys with '.' as '__')."""
+    raw = committed_params()
+    for key, value in SMALL.items():
+        set_key(raw, key, value)
+    for key, value in overrides.items():
+        set_key(raw, key.replace("__", "."), value)
+    return raw
+
+
+def write_params(raw: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_raw() -> dict:
+    return small_raw_params()
+
+
+@pytest.fixture
+def raw_params(small_raw) -> dict:
+    """A fresh, editable copy of the small params mapping."""
+    return copy.deepcopy(small_raw)
+
+
+@pytest.fixture(scope="session")
+def params(small_raw) -> Params:
+    return parse_params(copy.deepcopy(small_raw))
+
+
+@pytest.fixture(scope="session")
+def params_with(small_raw) -> Callable[..., Params]:
+    """params_with(resample__method="none") -> Params with that key changed."""
+    def build(**overrides: Any) -> Params:
+        raw = copy.deepcopy(small_raw)
+        for key, value in overrides.items():
+            set_key(raw, key.replace("__", "."), value)
+        return parse_params(raw)
+    return build
+
+
+@pytest.fixture(scope="session")
+def _generated(params):
+    return generate_customers(params.generate, params.base.seed)
+
+
+@pytest.fixture
+def customers(_generated) -> pd.DataFrame:
+    return _generated[0].copy()
+
+
+@pytest.fixture
+def true_probabilities(_generated) -> pd.DataFrame:
+    return _generated[1].copy()
+
+
+@pytest.fixture(scope="session")
+def _splits(params, _generated):
+    return preprocess_customers(_generated[0].copy(), params.data, params.preprocess, params.base.seed)
+
+
+@pytest.fixture
+def train_table(_splits) -> pd.DataFrame:
+    return _splits[0].copy()
+
+
+@pytest.fixture
+def test_table(_splits) -> pd.DataFrame:
+    return _splits[1].copy()
+
+
+@pytest.fixture(scope="session")
+def preprocessor(_splits):
+    return _splits[2]
+
+
+@pytest.fixture(scope="session")
+def _resampled(params, _splits):
+    return resample_training(_splits[0].copy(), params.resample, params.base.seed, params.data.id_columns)
+
+
+@pytest.fixture
+def resampled_table(_resampled) -> pd.DataFrame:
+    return _resampled[0].copy()
+
+
+@pytest.fixture
+def resample_report(_resampled) -> dict:
+    return copy.deepcopy(_resampled[1])
+
+
+@pytest.fixture
+def train_xy(params, train_table):
+    """Training features indexed by customer ID (so spies can tell rows apart), and labels."""
+    ids = params.data.id_columns[0]
+    features, y = split_features(train_table, params.data.id_columns)
+    features.index = pd.Index(train_table[ids].to_numpy(), name=ids)
+    return features, y
+
+
+class FitSpy:
+    """What every model saw: rows each pipeline was fitted and scored on, and what LightGBM got.
+
+    Pipelines are fitted and scored on frames whose index is the customer ID (see
+    `train_xy`), so the recorded index tells exactly which customers a model saw.
+    """
+
+    def __init__(self):
+        self.pipeline_fits: list[pd.DataFrame] = []
+        self.pipeline_scores: list[pd.DataFrame] = []
+        self.model_fits: list[tuple[pd.DataFrame, np.ndarray]] = []
+
+    def rows_seen(self) -> set:
+        return {i for frame in self.pipeline_fits + self.pipeline_scores for i in frame.index}
+
+
+@pytest.fixture
+def fit_spy(monkeypatch) -> FitSpy:
+    """Record every imbalanced-learn Pipeline fit and scoring call, and every LightGBM fit.
+
+    Scorers call predict_proba or decision_function (average precision prefers the
+    latter), so both count as scoring. Works because the searches run in this process.
+    """
+    from imblearn.pipeline import Pipeline
+    from lightgbm import LGBMClassifier
+
+    spy = FitSpy()
+    pipeline_fit, model_fit = Pipeline.fit, LGBMClassifier.fit
+
+    def spied_pipeline_fit(self, X, y=None, **kwargs):
+        spy.pipeline_fits.append(X.copy())
+        return pipeline_fit(self, X, y, **kwargs)
+
+    def spied_model_fit(self, X, y, **kwargs):
+        spy.model_fits.append((X.copy(), np.asarray(y).copy()))
+        return model_fit(self, X, y, **kwargs)
+
+    def spied_scoring(original):
+        @functools.wraps(original)  # scorers look the method up again by its __name__
+        def score(self, X, **kwargs):
+            spy.pipeline_scores.append(X.copy())
+            return original(self, X, **kwargs)
+        return score
+
+    monkeypatch.setattr(Pipeline, "fit", spied_pipeline_fit)
+    monkeypatch.setattr(LGBMClassifier, "fit", spied_model_fit)
+    for name in ("predict_proba", "decision_function", "predict"):
+        monkeypatch.setattr(Pipeline, name, spied_scoring(getattr(Pipeline, name)))
+    return spy
+
+
+@pytest.fixture
+def read_spy(monkeypatch) -> Callable[[object], list[str]]:
+    """read_spy(stage_module) -> the list of paths that module's read_table/read_json open."""
+    def install(module) -> list[str]:
+        opened: list[str] = []
+        for name in ("read_table", "read_json"):
+            original = getattr(module, name, None)
+            if original is None:
+                continue
+
+            def spied(path, *args, _original=original, **kwargs):
+                opened.append(str(path))
+                return _original(path, *args, **kwargs)
+
+            monkeypatch.setattr(module, name, spied)
+        return opened
+    return install

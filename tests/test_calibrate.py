@@ -1,0 +1,163 @@
+"""calibrate: each threshold objective on a hand-checked example; calibration fixes over-confidence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss
+
+from conftest import write_params
+from stages import calibrate
+from stages.calibrate import ProbabilityCalibrator, calibrate_and_choose, choose_threshold, threshold_curve
+from stages.config import ThresholdParams
+from stages.errors import DataError
+from stages.tables import write_table
+
+# Ten customers, best score first. Flagging everyone with score >= t gives (by hand):
+#   t     0.95  0.9   0.8   0.7   0.6   0.5   0.4   0.3   0.2   0.1
+#   TP    1     2     2     3     3     3     4     4     4     4
+#   FP    0     0     1     1     2     3     3     4     5     6
+#   prec  1     1     .667  .75   .6    .5    .571  .5    .444  .4
+#   rec   .25   .5    .5    .75   .75   .75   1     1     1     1
+#   F1    .4    .667  .571  .75   .667  .6    .727  .667  .615  .571
+SCORES = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+LABELS = np.array([1, 1, 0, 1, 0, 0, 1, 0, 0, 0])
+
+
+def objective(name: str, **settings) -> ThresholdParams:
+    return ThresholdParams(objective=name, **settings)
+
+
+def test_threshold_curve_matches_the_hand_checked_table():
+    curve = threshold_curve(LABELS, SCORES).set_index("threshold")
+    assert curve.loc[0.7, "precision"] == pytest.approx(0.75)
+    assert curve.loc[0.7, "recall"] == pytest.approx(0.75)
+    assert curve.loc[0.4, "precision"] == pytest.approx(4 / 7)
+    assert curve.loc[0.4, "f1"] == pytest.approx(8 / 11)
+    assert curve.loc[0.95, "f1"] == pytest.approx(0.4)
+    assert sorted(curve.index) == sorted(SCORES)
+
+
+def test_f1_objective_picks_the_highest_f1():
+    assert choose_threshold(LABELS, SCORES, objective("f1")) == 0.7
+
+
+@pytest.mark.parametrize("minimum, expected", [
+    (0.5, 0.3),    # 0.3 has precision exactly 0.5; below it precision drops
+    (0.55, 0.4),   # the lowest threshold reaching 0.55, though 0.5 above it does not
+    (0.7, 0.7),
+    (0.8, 0.9),    # precision 1 at 0.95 and 0.9: the lower one has the better recall
+    (1.0, 0.9),
+])
+def test_min_precision_picks_the_lowest_threshold_with_enough_precision(minimum, expected):
+    assert choose_threshold(LABELS, SCORES, objective("min_precision", min_precision=minimum)) == expected
+
+
+def test_min_precision_out_of_reach_is_a_data_error():
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    labels = np.array([0, 1, 0, 0])
+    with pytest.raises(DataError, match="no threshold reaches precision 0.9"):
+        choose_threshold(labels, scores, objective("min_precision", min_precision=0.9))
+
+
+@pytest.mark.parametrize("fraction, expected", [
+    (0.3, 0.8),    # k = 3: the third best score
+    (0.25, 0.8),   # k = ceil(2.5) = 3
+    (0.05, 0.95),  # k = ceil(0.5) = 1: at least one customer
+    (1.0, 0.1),
+])
+def test_top_fraction_picks_the_kth_best_score(fraction, expected):
+    assert choose_threshold(LABELS, SCORES, objective("top_fraction", top_fraction=fraction)) == expected
+
+
+def test_top_fraction_is_not_fooled_by_floating_point():
+    # 0.07 * 100 is 7.000000000000001 in floating point: the budget is still 7 customers.
+    scores = np.linspace(1.0, 0.01, 100)
+    labels = (np.arange(100) % 10 == 0).astype(int)
+    threshold = choose_threshold(labels, scores, objective("top_fraction", top_fraction=0.07))
+    assert threshold == scores[6]
+    assert int(np.sum(scores >= threshold)) == 7
+
+
+def test_top_fraction_ignores_the_labels():
+    shuffled = np.random.default_rng(0).permutation(LABELS)
+    setting = objective("top_fraction", top_fraction=0.3)
+    assert choose_threshold(shuffled, SCORES, setting) == choose_threshold(LABELS, SCORES, setting)
+
+
+def overconfident_scores(n: int, seed: int):
+    """(labels, over-confident scores, true probabilities): scores push the truth towards 0 and 1."""
+    rng = np.random.default_rng(seed)
+    true = rng.beta(1, 12, n)  # a rare class, as in the customer data
+    y = (rng.random(n) < true).astype(int)
+    logit = np.log(true / (1 - true))
+    # Three times the true log-odds, shifted up as SMOTE-balanced training does.
+    scores = 1 / (1 + np.exp(-(3 * logit + 4)))
+    return y, scores, true
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_lowers_the_brier_score_of_overconfident_scores(method):
+    y_fit, scores_fit, _ = overconfident_scores(8000, seed=1)
+    y_new, scores_new, true_new = overconfident_scores(8000, seed=2)
+    raw = brier_score_loss(y_new, scores_new)
+    ideal = brier_score_loss(y_new, true_new)
+    assert raw > 1.15 * ideal  # the data really is over-confident
+    calibrated = ProbabilityCalibrator(method).fit(scores_fit, y_fit).transform(scores_new)
+    assert brier_score_loss(y_new, calibrated) < raw
+    # Fitted on other customers, the calibration gets within 1 % of the true probabilities' Brier.
+    assert brier_score_loss(y_new, calibrated) < 1.01 * ideal
+    # Calibrated probabilities forecast the number of buyers; raw ones overshoot it.
+    assert calibrated.sum() == pytest.approx(y_new.sum(), rel=0.1)
+    assert scores_new.sum() > 1.2 * y_new.sum()
+    assert np.all((calibrated >= 0) & (calibrated <= 1))
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_keeps_the_ranking(method):
+    y, scores, _ = overconfident_scores(4000, seed=3)
+    calibrated = ProbabilityCalibrator(method).fit(scores, y).transform(scores)
+    order = np.argsort(scores)
+    assert np.all(np.diff(calibrated[order]) >= -1e-12)
+
+
+def test_no_calibration_is_the_identity():
+    y, scores, _ = overconfident_scores(500, seed=4)
+    assert np.array_equal(ProbabilityCalibrator("none").fit(scores, y).transform(scores), scores)
+
+
+def test_calibrate_and_choose_on_out_of_fold_predictions(params, train_xy):
+    features, y = train_xy
+    best = {"learning_rate": 0.1, "num_leaves": 15}
+    calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best)
+    assert report["rows"] == len(y)
+    assert report["threshold"] == threshold
+    assert threshold in set(curve["threshold"])
+    # The F1 objective: the chosen threshold has the highest F1 on the curve.
+    assert curve.loc[curve["threshold"] == threshold, "f1"].iloc[0] == curve["f1"].max()
+    assert report["oof_f1"] == pytest.approx(curve["f1"].max())
+    # Isotonic regression fitted in sample never raises the squared error of the scores it maps.
+    assert report["oof_brier_calibrated"] <= report["oof_brier_raw"]
+    assert isinstance(calibrator, ProbabilityCalibrator) and calibrator.method == params.calibration.method
+
+
+def test_cli_reads_only_training_split_and_best_params(tmp_path, raw_params, train_table, test_table, read_spy):
+    train_path, test_path = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    write_table(train_table, train_path)
+    write_table(test_table, test_path)
+    best_path = tmp_path / "best.json"
+    best_path.write_text(json.dumps({"learning_rate": 0.1, "num_leaves": 15}))
+    params_path = write_params(raw_params, tmp_path / "params.yaml")
+    opened = read_spy(calibrate)
+    calibrate.main(["--params", str(params_path), "--train", str(train_path), "--best-params", str(best_path),
+                    "--calibrator", str(tmp_path / "cal.joblib"), "--threshold", str(tmp_path / "thr.json"),
+                    "--metrics", str(tmp_path / "cal.json"), "--threshold-curve", str(tmp_path / "curve.json"),
+                    "--threshold-image", str(tmp_path / "curve.png")])
+    assert sorted(opened) == sorted([str(train_path), str(best_path)])
+    saved = json.loads((tmp_path / "thr.json").read_text())
+    report = json.loads((tmp_path / "cal.json").read_text())
+    assert saved["threshold"] == report["threshold"]
+    assert saved["objective"] == raw_params["threshold"]["objective"]
+    assert (tmp_path / "curve.png").stat().st_size > 0

@@ -1,0 +1,144 @@
+"""params.yaml parsing: a valid file parses; every problem is reported with its full key path."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import REPO_ROOT, committed_params, write_params
+from stages.config import Dimension, Params, load_params, parse_params
+from stages.errors import ParamsError
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(ParamsError) as raised:
+        parse_params(raw)
+    return raised.value.problems
+
+
+def test_committed_params_file_parses_into_typed_sections():
+    params = load_params(REPO_ROOT / "params.yaml")
+    raw = committed_params()
+    assert isinstance(params, Params)
+    assert params.generate.rows == raw["generate"]["rows"]
+    assert params.data.id_columns == raw["data"]["id_columns"]
+    assert params.resample.method == raw["resample"]["method"]
+    assert isinstance(params.tune.search_space["learning_rate"], Dimension)
+    assert params.tune.search_space["num_leaves"].type == "integer"
+    assert isinstance(params.preprocess.test_size, float)
+
+
+def test_sections_are_frozen(params):
+    with pytest.raises(AttributeError):
+        params.tune.n_iter = 100
+
+
+def test_small_fixture_params_parse(params, small_raw):
+    assert params.generate.rows == small_raw["generate"]["rows"]
+    assert params.tune.n_iter == small_raw["tune"]["n_iter"]
+
+
+def test_defaults_fill_optional_keys(raw_params):
+    del raw_params["resample"]["k_neighbors"]
+    del raw_params["tune"]["sample_rows"]
+    params = parse_params(raw_params)
+    assert params.resample.k_neighbors == 5
+    assert params.tune.sample_rows is None
+
+
+def test_typo_key_is_reported_with_its_path_and_a_suggestion(raw_params):
+    raw_params["tune"]["n_itr"] = raw_params["tune"].pop("n_iter")
+    problems = problems_of(raw_params)
+    assert any("params.yaml: tune.n_itr" in p and "unknown key" in p and "'n_iter'" in p for p in problems)
+    assert any("params.yaml: tune.n_iter is missing" in p for p in problems)
+
+
+def test_wrong_type_is_reported_with_its_path(raw_params):
+    raw_params["model"]["n_estimators"] = "many"
+    problems = problems_of(raw_params)
+    assert problems == ["params.yaml: model.n_estimators is 'many'; expected an integer"]
+
+
+def test_bool_is_not_an_integer(raw_params):
+    raw_params["tune"]["cv_folds"] = True
+    assert problems_of(raw_params) == ["params.yaml: tune.cv_folds is True; expected an integer"]
+
+
+def test_out_of_range_value_is_reported_with_its_path_and_bound(raw_params):
+    raw_params["generate"]["purchase_rate"] = 0.7
+    assert problems_of(raw_params) == ["params.yaml: generate.purchase_rate is 0.7; it must be < 0.5"]
+
+
+def test_unknown_choice_lists_the_allowed_ones(raw_params):
+    raw_params["resample"]["method"] = "smoot"
+    (problem,) = problems_of(raw_params)
+    assert problem.startswith("params.yaml: resample.method is 'smoot'; allowed: ")
+    assert "smote" in problem and "class_weight" in problem
+
+
+def test_nested_search_space_problem_has_the_full_path(raw_params):
+    raw_params["tune"]["search_space"]["learning_rate"]["prior"] = "log"
+    (problem,) = problems_of(raw_params)
+    assert problem.startswith("params.yaml: tune.search_space.learning_rate.prior is 'log'")
+
+
+def test_search_space_bounds_are_checked(raw_params):
+    raw_params["tune"]["search_space"]["learning_rate"].update(low=0.5, high=0.1)
+    raw_params["tune"]["search_space"]["reg_lambda"]["low"] = 0.0
+    problems = problems_of(raw_params)
+    assert any(p.startswith("params.yaml: tune.search_space.learning_rate: low (0.5) must be below high")
+               for p in problems)
+    assert any(p.startswith("params.yaml: tune.search_space.reg_lambda: a log-uniform prior needs low > 0")
+               for p in problems)
+
+
+def test_several_problems_are_reported_at_once(raw_params):
+    raw_params["tune"]["n_itr"] = raw_params["tune"].pop("n_iter")
+    raw_params["model"]["n_estimators"] = "many"
+    raw_params["generate"]["purchase_rate"] = 0.7
+    raw_params["preprocess"]["test_size"] = 1.5
+    problems = problems_of(raw_params)
+    for path in ("tune.n_itr", "model.n_estimators", "generate.purchase_rate", "preprocess.test_size"):
+        assert any(p.startswith(f"params.yaml: {path}") for p in problems), (path, problems)
+    assert len(problems) >= 5  # the typo also leaves tune.n_iter missing
+
+
+def test_missing_section_is_reported(raw_params):
+    del raw_params["threshold"]
+    assert problems_of(raw_params) == ["params.yaml: threshold is missing; add it (a mapping)"]
+
+
+def test_data_section_cross_checks(raw_params):
+    raw_params["data"]["id_columns"] = ["customer_id", "purchased"]
+    raw_params["data"]["path"] = "data/raw/customers.xlsx"
+    problems = problems_of(raw_params)
+    assert any(p.startswith("params.yaml: data.target 'purchased' is also listed in data.id_columns")
+               for p in problems)
+    assert any(p.startswith("params.yaml: data.path is 'data/raw/customers.xlsx'") for p in problems)
+
+
+def test_load_params_names_the_file_it_read(tmp_path, raw_params):
+    raw_params["generate"]["rows"] = 0
+    path = write_params(raw_params, tmp_path / "custom.yaml")
+    with pytest.raises(ParamsError) as raised:
+        load_params(path)
+    assert raised.value.problems == [f"{path}: generate.rows is 0; it must be >= 1"]
+
+
+def test_load_params_reports_invalid_yaml_with_its_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("base:\n  seed: 1\ngenerate: [rows\n")
+    with pytest.raises(ParamsError, match=r"not valid YAML at line \d+"):
+        load_params(path)
+
+
+def test_load_params_reports_a_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_parsing_does_not_change_the_input(raw_params):
+    before = copy.deepcopy(raw_params)
+    parse_params(raw_params)
+    assert raw_params == before

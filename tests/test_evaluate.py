@@ -1,0 +1,167 @@
+"""evaluate: decision metrics and top-of-list metrics by hand, and the ideal-scorer section."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_params
+from stages import evaluate
+from stages.calibrate import ProbabilityCalibrator
+from stages.config import EvaluateParams
+from stages.evaluate import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
+from stages.schema import split_features
+from stages.tables import save_object, write_json, write_table
+from stages.train import train_model
+
+FLAT_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
+             "tp", "fp", "tn", "fn", "threshold"}
+
+
+def test_decision_metrics_on_a_hand_checked_confusion_matrix():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 0])
+    flagged = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 1], dtype=bool)
+    # TP 2 (rows 0, 1), FN 2 (rows 2, 8), FP 2 (rows 3, 9), TN 4.
+    assert decision_metrics(y, flagged) == {
+        "tp": 2, "fp": 2, "fn": 2, "tn": 4,
+        "precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 0.6,
+    }
+
+
+def test_decision_metrics_unequal_precision_and_recall_with_suffix():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    flagged = np.array([1, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    metrics = decision_metrics(y, flagged, suffix="_at_0_5")
+    assert (metrics["tp_at_0_5"], metrics["fp_at_0_5"], metrics["fn_at_0_5"], metrics["tn_at_0_5"]) == (1, 2, 3, 2)
+    assert metrics["precision_at_0_5"] == pytest.approx(1 / 3)
+    assert metrics["recall_at_0_5"] == pytest.approx(1 / 4)
+    assert metrics["f1_at_0_5"] == pytest.approx(2 / 7)  # 2PR/(P+R) = (1/6)/(7/12)
+    assert metrics["accuracy_at_0_5"] == pytest.approx(3 / 8)
+
+
+def test_decision_metrics_when_nobody_is_flagged():
+    y = np.array([1, 0, 0, 0])
+    metrics = decision_metrics(y, np.zeros(4, dtype=bool))
+    assert metrics["precision"] == 0.0 and metrics["recall"] == 0.0 and metrics["f1"] == 0.0
+    assert metrics["accuracy"] == 0.75 and metrics["fn"] == 1 and metrics["tn"] == 3
+
+
+def test_lift_and_capture_at_top_by_hand():
+    # Ten customers, 3 buyers (base rate 0.3); the top 20 % are rows 0 and 1 (scores .9, .8).
+    y = np.array([1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.3, 0.05, 0.4, 0.5, 0.6])
+    metrics = top_of_list_metrics(y, scores, 0.2)
+    assert metrics["k"] == 2
+    assert metrics["precision_at_k"] == 0.5
+    assert metrics["lift_at_top"] == pytest.approx(0.5 / 0.3)
+    assert metrics["capture_rate_at_top"] == pytest.approx(1 / 3)
+    # Top 40 %: rows 0, 1, 3, 9 hold 2 of the 3 buyers.
+    wider = top_of_list_metrics(y, scores, 0.4)
+    assert (wider["k"], wider["precision_at_k"]) == (4, 0.5)
+    assert wider["capture_rate_at_top"] == pytest.approx(2 / 3)
+
+
+def test_top_of_list_budget_is_not_fooled_by_floating_point():
+    y = np.zeros(100, dtype=int)
+    y[:10] = 1
+    scores = np.linspace(1.0, 0.01, 100)
+    assert top_of_list_metrics(y, scores, 0.07)["k"] == 7
+
+
+def test_evaluate_scores_reports_the_flat_keys_and_both_thresholds():
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.1).astype(int)
+    scores = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
+    metrics = evaluate_scores(y, scores, 0.6, EvaluateParams(top_fraction=0.1, calibration_bins=10))
+    assert FLAT_KEYS <= set(metrics)
+    assert {"precision_at_0_5", "recall_at_0_5", "f1_at_0_5", "tp_at_0_5", "brier", "log_loss", "mcc",
+            "balanced_accuracy", "lift_at_top", "capture_rate_at_top", "precision_at_k", "baseline"} <= set(metrics)
+    assert metrics["threshold"] == 0.6
+    assert {k: metrics[k] for k in ("tp", "fp", "tn", "fn", "precision", "recall")} == {
+        k: v for k, v in decision_metrics(y, scores >= 0.6).items() if k in ("tp", "fp", "tn", "fn", "precision", "recall")
+    }
+    assert metrics["tp_at_0_5"] == int(np.sum((scores >= 0.5) & (y == 1)))
+    assert metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"] == 400 == metrics["test_rows"]
+    assert metrics["baseline"]["accuracy"] == pytest.approx(1 - y.mean())
+    assert metrics["expected_buyers"] == pytest.approx(scores.sum())
+    assert metrics["actual_buyers"] == int(y.sum())
+
+
+def test_ideal_scorer_ratios():
+    y = np.array([1, 0, 1, 0, 0, 0])
+    truth = np.array([0.9, 0.1, 0.8, 0.2, 0.3, 0.1])     # ranks perfectly: AUC 1
+    model = np.array([0.6, 0.7, 0.5, 0.2, 0.1, 0.1])     # 6 of 8 pairs right: AUC 0.75
+    ideal = ideal_scorer_metrics(y, model, truth)
+    assert ideal["roc_auc"] == 1.0
+    assert ideal["roc_auc_ratio"] == pytest.approx(0.75)
+    assert ideal["average_precision"] == 1.0
+    assert ideal["brier"] == pytest.approx(np.mean((truth - y) ** 2))
+    assert ideal["brier_ratio"] == pytest.approx(np.mean((model - y) ** 2) / np.mean((truth - y) ** 2))
+
+
+@pytest.fixture
+def evaluate_inputs(tmp_path, params, raw_params, resampled_table, test_table, true_probabilities):
+    """Artifacts evaluate reads, written to tmp_path; returns a function that runs it."""
+    features, y = split_features(resampled_table, params.data.id_columns)
+    save_object(train_model(features, y, params, {"num_leaves": 15}), tmp_path / "model.joblib")
+    save_object(ProbabilityCalibrator("none").fit(None, None), tmp_path / "calibrator.joblib")
+    write_json({"threshold": 0.5}, tmp_path / "threshold.json")
+    write_table(test_table, tmp_path / "test.parquet")
+    write_table(true_probabilities, tmp_path / "true_probability.parquet")
+    generated = str(tmp_path / "customers.csv")
+
+    def run(data_path: str = generated, truth: str = str(tmp_path / "true_probability.parquet")) -> dict:
+        raw_params["data"]["path"] = data_path
+        params_path = write_params(raw_params, tmp_path / "params.yaml")
+        metrics = tmp_path / "out" / "metrics.json"
+        evaluate.main(["--params", str(params_path), "--test", str(tmp_path / "test.parquet"),
+                       "--model", str(tmp_path / "model.joblib"), "--calibrator", str(tmp_path / "calibrator.joblib"),
+                       "--threshold", str(tmp_path / "threshold.json"), "--true-probabilities", truth,
+                       "--generated-path", generated, "--metrics", str(metrics),
+                       "--plots-dir", str(tmp_path / "out" / "plots")])
+        return json.loads(metrics.read_text())
+    return run
+
+
+def test_ideal_section_present_for_the_generated_data(evaluate_inputs):
+    metrics = evaluate_inputs()
+    assert FLAT_KEYS <= set(metrics)
+    assert set(metrics["ideal"]) == {"roc_auc", "average_precision", "brier",
+                                     "roc_auc_ratio", "average_precision_ratio", "brier_ratio"}
+    assert metrics["ideal"]["roc_auc_ratio"] == pytest.approx(metrics["roc_auc"] / metrics["ideal"]["roc_auc"])
+    # The true probabilities rank the test customers better than the model.
+    assert metrics["ideal"]["roc_auc"] > metrics["roc_auc"]
+
+
+def test_ideal_section_absent_for_another_table(evaluate_inputs, tmp_path):
+    metrics = evaluate_inputs(data_path=str(tmp_path / "own_customers.csv"))
+    assert "ideal" not in metrics
+    assert FLAT_KEYS <= set(metrics)
+
+
+def test_ideal_section_absent_without_true_probabilities(evaluate_inputs, tmp_path):
+    assert "ideal" not in evaluate_inputs(truth=str(tmp_path / "absent.parquet"))
+
+
+def test_ideal_section_absent_when_truth_does_not_cover_the_test_rows(evaluate_inputs, tmp_path,
+                                                                     true_probabilities, test_table):
+    partial = true_probabilities[~true_probabilities["customer_id"].isin(test_table["customer_id"].head(5))]
+    write_table(partial, tmp_path / "partial.parquet")
+    assert "ideal" not in evaluate_inputs(truth=str(tmp_path / "partial.parquet"))
+
+
+def test_plot_files_are_written(evaluate_inputs, tmp_path):
+    evaluate_inputs()
+    plots = tmp_path / "out" / "plots"
+    for name in ("roc.json", "precision_recall.json", "confusion.json", "calibration.json", "gains.json",
+                 "feature_importance.json"):
+        records = json.loads((plots / name).read_text())
+        assert isinstance(records, list) and records, name
+    confusion = json.loads((plots / "confusion.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    counts = {(r["actual"], r["predicted"]): r["count"] for r in confusion}
+    assert counts[("buyer", "buyer")] == metrics["tp"]
+    assert counts[("non-buyer", "buyer")] == metrics["fp"]
+    assert (plots / "feature_importance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

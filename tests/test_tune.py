@@ -1,0 +1,114 @@
+"""tune: the Bayesian search trace, its best-so-far curve, and what data it searches on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_params
+from stages import tune
+from stages.schema import split_features
+from stages.tables import write_table
+from stages.tune import search_space, stratified_sample, tune_hyperparameters
+
+
+@pytest.fixture(scope="module")
+def result(params, _splits):
+    """One search, shared by the tests of its trace."""
+    features, y = split_features(_splits[0], params.data.id_columns)
+    return tune_hyperparameters(features, y, params)
+
+
+def test_trace_has_one_row_per_iteration(params, result):
+    assert len(result.trace) == params.tune.n_iter
+    assert [row["iteration"] for row in result.trace] == list(range(1, params.tune.n_iter + 1))
+
+
+def test_best_so_far_is_the_running_maximum(result):
+    scores = [row["score"] for row in result.trace]
+    best = [row["best_so_far"] for row in result.trace]
+    assert best == list(np.maximum.accumulate(scores))
+    assert all(b2 >= b1 for b1, b2 in zip(best, best[1:]))
+    assert result.best_score == max(scores) == best[-1]
+
+
+def test_best_params_are_the_best_iterations_params(params, result):
+    best_row = result.trace[int(np.argmax([row["score"] for row in result.trace]))]
+    assert set(result.best_params) == set(params.tune.search_space)
+    assert result.best_params == {k: best_row[k] for k in result.best_params}
+
+
+def test_proposals_stay_inside_the_search_space(params, result):
+    for row in result.trace:
+        for name, dim in params.tune.search_space.items():
+            assert dim.low <= row[name] <= dim.high, (name, row[name])
+            if dim.type == "integer":
+                assert isinstance(row[name], int), (name, row[name])
+            else:
+                assert isinstance(row[name], float), (name, row[name])
+
+
+def test_score_is_a_cross_validated_average_precision(result, train_table):
+    base_rate = train_table["__label__"].mean()
+    # Average precision of a useful ranking: well above the base rate, below perfection.
+    assert base_rate * 2 < result.best_score < 0.95
+
+
+def test_search_space_keys_address_the_pipelines_model_step(params):
+    space = search_space(params.tune)
+    assert set(space) == {f"model__{name}" for name in params.tune.search_space}
+    assert space["model__learning_rate"].prior == "log-uniform"
+    assert space["model__num_leaves"].low == params.tune.search_space["num_leaves"].low
+
+
+def test_search_is_deterministic(params, train_xy, result):
+    features, y = train_xy
+    again = tune_hyperparameters(features, y, params)
+    assert again.trace == result.trace
+    assert again.best_params == result.best_params
+
+
+def test_sample_rows_runs_the_search_on_a_stratified_subsample(params_with, train_xy, fit_spy):
+    features, y = train_xy
+    params = params_with(tune__sample_rows=1000)
+    outcome = tune_hyperparameters(features, y, params)
+    assert outcome.rows == 1000
+    assert len(fit_spy.pipeline_fits) == params.tune.n_iter * params.tune.cv_folds
+    seen = fit_spy.rows_seen()
+    assert len(seen) == 1000
+    assert seen <= set(features.index)
+    for fitted in fit_spy.pipeline_fits:
+        assert len(fitted) == pytest.approx(1000 * (1 - 1 / params.tune.cv_folds), abs=1)
+    # The subsample keeps the buyer rate.
+    sample_buyers = y[features.index.isin(list(seen))].sum()
+    assert sample_buyers == pytest.approx(1000 * y.mean(), abs=1)
+
+
+def test_stratified_sample_keeps_everything_when_rows_is_none_or_large(train_xy):
+    features, y = train_xy
+    assert stratified_sample(features, y, None, 0)[0] is features
+    assert stratified_sample(features, y, len(y) + 5, 0)[0] is features
+    small, small_y = stratified_sample(features, y, 500, 0)
+    assert len(small) == 500 and len(small_y) == 500
+    assert list(small.index) == sorted(small.index, key=list(features.index).index)
+
+
+def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, test_table, read_spy):
+    train_path, test_path = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    write_table(train_table, train_path)
+    write_table(test_table, test_path)
+    params_path = write_params(raw_params, tmp_path / "params.yaml")
+    opened = read_spy(tune)
+    tune.main(["--params", str(params_path), "--train", str(train_path),
+               "--best-params", str(tmp_path / "best.json"), "--metrics", str(tmp_path / "tune.json"),
+               "--trace", str(tmp_path / "trace.json")])
+    assert opened == [str(train_path)]
+    metrics = json.loads((tmp_path / "tune.json").read_text())
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert metrics["best_params"] == best
+    assert metrics["rows"] == len(train_table)
+    assert len(trace) == raw_params["tune"]["n_iter"]
+    assert metrics["best_cv_score"] == max(row["score"] for row in trace)

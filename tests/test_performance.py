@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -13,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from benchmarks.run import check_targets, markdown
-from stages.config import load_params, parse_params
+from stages.config import parse_params
 from stages.errors import ParamsError
-from stages.generate import generate_customers
-from stages.preprocess import preprocess_customers
-from stages.schema import split_features
 from stages.tune import TuningProgress, tune_hyperparameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +30,6 @@ class Terminal(io.StringIO):
 class FakeResult:
     def __init__(self, scores: list[float]):
         self.func_vals = np.array([-s for s in scores])
-
-
-def small_params(**tune_changes):
-    params = load_params(REPO_ROOT / "params.yaml")
-    return dataclasses.replace(
-        params,
-        generate=dataclasses.replace(params.generate, rows=3000),
-        model=dataclasses.replace(params.model, n_estimators=30),
-        tune=dataclasses.replace(params.tune, n_iter=2, cv_folds=2, **tune_changes),
-    )
 
 
 def test_progress_is_silent_when_stderr_is_not_a_terminal():
@@ -69,20 +56,18 @@ def test_eta_is_elapsed_per_iteration_times_iterations_left():
     assert TuningProgress(10, "roc_auc", io.StringIO()).line(2, 0.5, 60).endswith("elapsed 1:00, ETA 4:00")
 
 
-def test_tuning_reports_each_step_to_the_progress_callback():
-    params = small_params(n_jobs=1, n_points=2)
-    customers, _ = generate_customers(params.generate, params.base.seed)
-    train, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
-    features, y = split_features(train, params.data.id_columns)
+def test_tuning_reports_each_step_to_the_progress_callback(params_with, train_xy):
+    features, y = train_xy
     stream = Terminal()
-    result = tune_hyperparameters(features, y, params, TuningProgress(2, "average_precision", stream))
+    result = tune_hyperparameters(features, y, params_with(tune__n_jobs=1, tune__n_points=2),
+                                  TuningProgress(2, "average_precision", stream))
     # n_points=2 proposes both candidates in one step: one update, after both were scored.
     assert stream.getvalue().count("\r") == 1 and "iteration 2/2" in stream.getvalue()
     assert len(result.trace) == 2
 
 
 def test_n_points_must_be_positive():
-    raw = __import__("yaml").safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     raw["tune"]["n_points"] = 0
     with pytest.raises(ParamsError, match="tune.n_points"):
         parse_params(raw)
@@ -142,29 +127,20 @@ def test_time_per_row_growth_compares_ten_million_with_one_million():
     assert targets["10,000,000 rows peak memory"]["met"] is True
 
 
-@pytest.fixture(scope="module")
-def small_training_split():
-    params = small_params()
-    customers, _ = generate_customers(params.generate, params.base.seed)
-    train, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
-    return split_features(train, params.data.id_columns)
-
-
-def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(small_training_split):
-    features, y = small_training_split
-    params = small_params(n_jobs=1, early_stopping_rounds=5)
-    params = dataclasses.replace(params, model=dataclasses.replace(params.model, n_estimators=200))
+def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(params_with, train_xy):
+    features, y = train_xy
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, model__n_estimators=200)
     first = tune_hyperparameters(features, y, params)
     second = tune_hyperparameters(features, y, params)
     assert first == second  # deterministic: same rows and params, same search and tree count
     assert 1 <= first.best_params["n_estimators"] < 200
 
 
-def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(small_training_split, monkeypatch):
+def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(train_xy, monkeypatch):
     import lightgbm
     from stages.modeling import EarlyStoppingClassifier
 
-    features, y = small_training_split
+    features, y = train_xy
     seen = {}
     original_fit = lightgbm.LGBMClassifier.fit
 
@@ -187,3 +163,31 @@ def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_on
     fitted_non_buyers = int((seen["y"] == 0).sum())
     assert fitted_non_buyers == int((y == 0).sum()) - int((seen["eval_y"] == 0).sum())
     assert int(seen["y"].sum()) == fitted_non_buyers // 2
+
+
+def test_early_stopping_never_sees_the_fold_it_is_scored_on(params_with, train_xy, fit_spy):
+    features, y = train_xy
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5)
+    tune_hyperparameters(features, y, params)
+    searched = params.tune.n_iter * params.tune.cv_folds
+    fits, scores = fit_spy.pipeline_fits[:searched], fit_spy.pipeline_scores[:searched]
+    assert len(fits) == len(scores) == searched
+    for fitted, scored in zip(fits, scores):
+        assert not set(scored.index) & set(fitted.index)
+    # LightGBM trained on the oversampled 90 % of each training fold; the other 10 % only decided when to stop.
+    for (model_rows, _), fitted in zip(fit_spy.model_fits, fits):
+        assert len(model_rows) > 0.9 * len(fitted)
+
+
+@pytest.mark.parametrize("method", ["smote", "borderline_smote", "adasyn"])
+def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatch, method):
+    from sklearn.neighbors import NearestNeighbors
+
+    import stages.modeling as modeling
+
+    features, y = train_xy
+    fast = modeling.oversample(features, y, method, 5, 0.5, 7)
+    monkeypatch.setattr(modeling, "_neighbours", lambda k, m: NearestNeighbors(n_neighbors=k + 1, algorithm="brute"))
+    brute = modeling.oversample(features, y, method, 5, 0.5, 7)
+    pd.testing.assert_frame_equal(fast[0], brute[0])
+    np.testing.assert_array_equal(fast[1], brute[1])

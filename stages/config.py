@@ -73,7 +73,7 @@ class ResampleParams:
 @dataclass(frozen=True)
 class ModelParams:
     n_estimators: int = field(metadata=_rule(min=1))
-    threads: int = field(default=2, metadata=_rule(min=1))
+    threads: int = field(default=1, metadata=_rule(min=1))
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class TuneParams:
     cv_folds: int = field(metadata=_rule(min=2))
     search_space: dict[str, Dimension]
     scoring: str = field(default="average_precision", metadata=_rule(choices=TUNE_SCORINGS))
-    # Parallel cross-validation fits; each fit uses model.threads threads.
+    # Parallel cross-validation fits (processes); they share model.threads between them.
     n_jobs: int = field(default=1, metadata=_rule(min=1))
     # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
     # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.

@@ -13,6 +13,7 @@ score. The test split is never read.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -118,11 +119,13 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     features, y = stratified_sample(features, y, tune.sample_rows, seed)
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
     check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
+    # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
+    worker_model = dataclasses.replace(params.model, threads=max(1, params.model.threads // tune.n_jobs))
     if tune.early_stopping_rounds:
-        pipeline = make_early_stopping_pipeline(params.model, params.resample, seed, tune.early_stopping_rounds,
+        pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
                                                 tune.scoring)
     else:
-        pipeline = make_pipeline(params.model, params.resample, seed)
+        pipeline = make_pipeline(worker_model, params.resample, seed)
     search = BayesSearchCV(
         pipeline,
         search_space(tune),

@@ -191,3 +191,30 @@ def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatc
     brute = modeling.oversample(features, y, method, 5, 0.5, 7)
     pd.testing.assert_frame_equal(fast[0], brute[0])
     np.testing.assert_array_equal(fast[1], brute[1])
+
+
+class SearchStopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("threads, n_jobs, per_fit", [(1, 2, 1), (2, 2, 1), (4, 2, 2), (2, 1, 2)])
+def test_tuning_workers_share_the_threads_instead_of_multiplying_them(params_with, train_xy, monkeypatch,
+                                                                      threads, n_jobs, per_fit):
+    import stages.tune as tune
+
+    built = []
+    original = tune.make_pipeline
+
+    def spy(model, *args, **kwargs):
+        built.append(model.threads)
+        return original(model, *args, **kwargs)
+
+    def stop(self, *args, **kwargs):  # what is tested is set before the search starts
+        raise SearchStopped
+
+    monkeypatch.setattr(tune, "make_pipeline", spy)
+    monkeypatch.setattr(tune.BayesSearchCV, "fit", stop)
+    features, y = train_xy
+    with pytest.raises(SearchStopped):
+        tune.tune_hyperparameters(features, y, params_with(model__threads=threads, tune__n_jobs=n_jobs))
+    assert built == [per_fit]

@@ -354,6 +354,8 @@ def markdown(results: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
         f"Python {m['python']}, LightGBM {m['lightgbm']}.",
         "",
+        *[f"    {command}" for command in results.get("commands", [])],
+        "",
         "| run | rows | stage | wall s | CPU s | peak RSS MB | LightGBM fit s | oversample s | load |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -375,7 +377,8 @@ def markdown(results: dict) -> str:
                          "| | | | | |")
         scoring = run.get("scoring")
         if scoring and "wall_s" in scoring:
-            lines.append(f"| {run['label']} | {scoring['rows']:,} | score (`stages.predict`, CSV in) | "
+            failed = " (failed, see the log)" if scoring["exit_code"] else ""
+            lines.append(f"| {run['label']} | {scoring['rows']:,} | score (`stages.predict`, CSV in){failed} | "
                          f"{scoring['wall_s']:.1f} | {scoring['cpu_s']:.1f} | {scoring['peak_rss_mb']:,.0f} | | | "
                          f"{_cell(scoring.get('load_average'), '.1f')} |")
     lines += [
@@ -438,21 +441,25 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = output.parent / "logs"
     log_dir.mkdir(exist_ok=True)
     runs: list[dict] = []
+    command = "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    commands: list[str] = []
     json_path = output.with_suffix(".json")
     if args.merge and json_path.is_file():
-        runs = json.loads(json_path.read_text())["runs"]
+        previous = json.loads(json_path.read_text())
+        runs, commands = previous["runs"], previous.get("commands", [])
     for i, (label, overrides) in enumerate(plan):
         last = i == len(plan) - 1
         run = benchmark_size(label, overrides, args.keep, args.score_rows if last else None, log_dir)
         runs = [r for r in runs if r["label"] != label] + [run]
         runs.sort(key=lambda r: (r["label"] != DEFAULT_LABEL, r.get("rows", 0)))
-        results = {"machine": machine(), "command": "python -m benchmarks.run " + shlex.join(argv or sys.argv[1:]),
+        results = {"machine": machine(), "commands": commands + [command],
                    "runs": runs, "targets": check_targets(runs)}
         # Written after every run, so a long run that is stopped keeps what it measured.
         json_path.write_text(json.dumps(results, indent=2) + "\n")
         output.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
-    return 0 if all(r.get("completed") for r in runs) else 1
+    scored = all(r.get("scoring", {}).get("exit_code", 0) == 0 for r in runs)
+    return 0 if scored and all(r.get("completed") for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class ResampleParams:
 @dataclass(frozen=True)
 class ModelParams:
     n_estimators: int = field(metadata=_rule(min=1))
-    threads: int = field(default=2, metadata=_rule(min=1))
+    threads: int = field(default=1, metadata=_rule(min=1))
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,14 @@ class TuneParams:
     cv_folds: int = field(metadata=_rule(min=2))
     search_space: dict[str, Dimension]
     scoring: str = field(default="average_precision", metadata=_rule(choices=TUNE_SCORINGS))
-    # Parallel cross-validation fits; each fit uses model.threads threads.
+    # Parallel cross-validation fits (processes); they share model.threads between them.
     n_jobs: int = field(default=1, metadata=_rule(min=1))
+    # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
+    # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
+    n_points: int = field(default=1, metadata=_rule(min=1))
+    # Stop each cross-validation fit after this many trees without improvement on a
+    # held-out slice of its training fold (None: always model.n_estimators trees).
+    early_stopping_rounds: typing.Optional[int] = field(default=None, metadata=_rule(min=1))
     # Tune on a stratified subsample of the training split (None: all rows).
     sample_rows: typing.Optional[int] = field(default=None, metadata=_rule(min=10))
 

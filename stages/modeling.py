@@ -8,21 +8,54 @@ cross-validation it sees each training fold and never a validation fold.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from imblearn.pipeline import Pipeline
 from imblearn import FunctionSampler
-from lightgbm import LGBMClassifier
-from sklearn.model_selection import StratifiedKFold
+from lightgbm import LGBMClassifier, early_stopping
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.neighbors import NearestNeighbors
 
 from stages.config import ModelParams, ResampleParams
 from stages.errors import DataError
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
+
+# The benchmark (benchmarks/run.py) sets this to a file; every LightGBM fit and
+# every oversampling then appends its duration there, one JSON line per call, from
+# whichever process ran it (cross-validation workers too). Unset: nothing is wrapped.
+PROFILE_ENV = "PROPENSITY_PROFILE"
+
+
+def _timed(label: str, function: Callable) -> Callable:
+    path = os.environ.get(PROFILE_ENV)
+    if not path:
+        return function
+
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record = {"event": label, "seconds": time.perf_counter() - start, "pid": os.getpid()}
+            # One short append per call: lines from parallel workers do not interleave.
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    return timed
+
+
+if os.environ.get(PROFILE_ENV) and not getattr(LGBMClassifier.fit, "__wrapped__", None):
+    LGBMClassifier.fit = _timed("lightgbm_fit", LGBMClassifier.fit)
 
 
 def categorical_columns_of(frame: pd.DataFrame) -> list[str]:
@@ -54,6 +87,18 @@ def check_fold_sizes(y: np.ndarray, folds: StratifiedKFold, resample: ResamplePa
     check_minority_size(smallest, resample, f"{where}, the smallest of {folds.n_splits} training folds")
 
 
+def _neighbours(k: int, method: str) -> NearestNeighbors:
+    """The k nearest other rows (each row is its own nearest), found with a k-d tree.
+
+    imbalanced-learn's default search is brute force for more than 15 columns: all
+    pairs of buyers, so 10x the buyers took 37x the time (10 million customers:
+    3 minutes). A k-d tree returns the same neighbours, ties in the same order, in
+    about n log n (the resampled tables of every method are identical). SMOTENC
+    searches one-hot (sparse) rows, where no tree applies.
+    """
+    return NearestNeighbors(n_neighbors=k + 1, algorithm="auto" if method == "smotenc" else "kd_tree")
+
+
 def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: int,
                sampling_strategy: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     """Oversample the buyers; original rows come first, synthetic rows after them.
@@ -71,9 +116,11 @@ def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: 
     sampler_cls = OVERSAMPLERS[method]
     options: dict[str, Any] = {"random_state": seed, "sampling_strategy": sampling_strategy}
     if method == "adasyn":
-        options["n_neighbors"] = k_neighbors
+        options["n_neighbors"] = _neighbours(k_neighbors, method)
     else:
-        options["k_neighbors"] = k_neighbors
+        options["k_neighbors"] = _neighbours(k_neighbors, method)
+    if method == "borderline_smote":
+        options["m_neighbors"] = _neighbours(BorderlineSMOTE().m_neighbors, method)
     if method == "smotenc":
         if not categorical or not numeric:
             raise DataError(
@@ -98,6 +145,11 @@ def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: 
         else:
             out[column] = values.astype(features[column].dtype)
     return pd.DataFrame(out), np.asarray(y_resampled, dtype=np.int8)
+
+
+# Rebound under its own name so pickles of the resampler (cross-validation
+# workers) still find `stages.modeling.oversample`.
+oversample = _timed("oversample", oversample)
 
 
 def make_resampler(resample: ResampleParams, seed: int) -> FunctionSampler | None:
@@ -128,6 +180,63 @@ def make_classifier(model: ModelParams, resample: ResampleParams, seed: int,
         settings["is_unbalance"] = True
     settings.update(tuned or {})
     return LGBMClassifier(**settings)
+
+
+# Share of an early-stopping fit's rows held out to decide when to stop.
+EARLY_STOPPING_HOLDOUT = 0.1
+# LightGBM's name for each tuning score it can follow tree by tree; the rest follow log loss.
+EARLY_STOPPING_METRICS = {"average_precision": "average_precision", "roc_auc": "auc"}
+
+
+class EarlyStoppingClassifier(LGBMClassifier):
+    """LightGBM that stops adding trees once a held-out slice of its own rows stops improving.
+
+    Used by `tune` only (tune.early_stopping_rounds). The slice, a stratified
+    EARLY_STOPPING_HOLDOUT of the rows passed to fit, is cut before resampling,
+    so it holds real customers only, and it comes out of the training fold, so
+    the fold being scored is never seen. The rest is oversampled as the
+    pipeline's resampler would, then trained on; prediction uses the best
+    iteration. Same rows and params give the same trees.
+    """
+
+    def __init__(self, early_stopping_rounds: int = 30, stopping_metric: str = "binary_logloss",
+                 resample_method: str = "none", k_neighbors: int = 5, sampling_strategy: float = 1.0,
+                 **kwargs):
+        self.early_stopping_rounds = early_stopping_rounds
+        self.stopping_metric = stopping_metric
+        self.resample_method = resample_method
+        self.k_neighbors = k_neighbors
+        self.sampling_strategy = sampling_strategy
+        super().__init__(**kwargs)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, **fit_params) -> "EarlyStoppingClassifier":
+        y = np.asarray(y)
+        fit_rows, held_out = train_test_split(np.arange(len(y)), test_size=EARLY_STOPPING_HOLDOUT, stratify=y,
+                                              random_state=self.random_state)
+        # Sorted: the rows keep their order, so the result does not depend on the split's shuffle.
+        fit_rows, held_out = np.sort(fit_rows), np.sort(held_out)
+        X_fit, y_fit = X.iloc[fit_rows], y[fit_rows]
+        if self.resample_method in OVERSAMPLERS:
+            X_fit, y_fit = oversample(X_fit, y_fit, self.resample_method, self.k_neighbors,
+                                      self.sampling_strategy, self.random_state)
+        return super().fit(
+            X_fit, y_fit, eval_X=(X.iloc[held_out],), eval_y=(y[held_out],), eval_metric=self.stopping_metric,
+            callbacks=[early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)],
+            **fit_params,
+        )
+
+
+def make_early_stopping_pipeline(model: ModelParams, resample: ResampleParams, seed: int, rounds: int,
+                                 scoring: str) -> Pipeline:
+    """The tuning pipeline with early stopping: the classifier resamples its own rows."""
+    classifier = make_classifier(model, resample, seed)
+    return Pipeline([
+        ("resample", "passthrough"),
+        ("model", EarlyStoppingClassifier(
+            early_stopping_rounds=rounds, stopping_metric=EARLY_STOPPING_METRICS.get(scoring, "binary_logloss"),
+            resample_method=resample.method, k_neighbors=resample.k_neighbors,
+            sampling_strategy=resample.sampling_strategy, **classifier.get_params())),
+    ])
 
 
 def make_pipeline(model: ModelParams, resample: ResampleParams, seed: int,

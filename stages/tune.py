@@ -13,19 +13,23 @@ score. The test split is never read.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from skopt import BayesSearchCV
 from skopt.space import Categorical, Integer, Real
 
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, TuneParams, load_params
-from stages.modeling import check_fold_sizes, make_pipeline
+from stages.modeling import check_fold_sizes, make_early_stopping_pipeline, make_pipeline
 from stages.schema import split_features
 from stages.tables import read_table, write_json
 
@@ -63,23 +67,73 @@ def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
     return features.iloc[keep], y[keep]
 
 
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class TuningProgress:
+    """A skopt callback that keeps one status line on the terminal during the search.
+
+    Iteration, best score so far, elapsed time and an estimate of the time left,
+    rewritten in place after every iteration. Silent when the stream is not a
+    terminal (CI, logs, `dvc repro > file`), so logs get no carriage returns.
+    """
+
+    def __init__(self, n_iter: int, scoring: str, stream: TextIO | None = None):
+        self.n_iter, self.scoring = n_iter, scoring
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.monotonic()
+        self.shown = False
+
+    def line(self, done: int, best: float, elapsed: float) -> str:
+        left = elapsed / done * (self.n_iter - done) if done else 0.0
+        return (f"tune: iteration {done}/{self.n_iter}, best {self.scoring} {best:.4f}, "
+                f"elapsed {_clock(elapsed)}, ETA {_clock(left)}")
+
+    def __call__(self, result: Any) -> bool:
+        if self.enabled:
+            # skopt minimises, so it holds the negated cross-validated scores.
+            done, best = len(result.func_vals), -float(np.min(result.func_vals))
+            self.stream.write("\r" + self.line(done, best, time.monotonic() - self.started) + "\033[K")
+            self.stream.flush()
+            self.shown = True
+        return False  # never stop the search early
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) -> TuneResult:
+def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
+                         progress: TuningProgress | None = None) -> TuneResult:
     """Run the search; return the best params (model keys, no prefix), score and trace."""
     tune, seed = params.tune, params.base.seed
     features, y = stratified_sample(features, y, tune.sample_rows, seed)
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
     check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
+    # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
+    worker_model = dataclasses.replace(params.model, threads=max(1, params.model.threads // tune.n_jobs))
+    if tune.early_stopping_rounds:
+        pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
+                                                tune.scoring)
+    else:
+        pipeline = make_pipeline(worker_model, params.resample, seed)
     search = BayesSearchCV(
-        make_pipeline(params.model, params.resample, seed),
+        pipeline,
         search_space(tune),
         n_iter=tune.n_iter,
         cv=folds,
         scoring=tune.scoring,
         n_jobs=tune.n_jobs,
+        n_points=tune.n_points,
         refit=False,
         random_state=seed,
         return_train_score=False,
@@ -88,7 +142,11 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) 
     with warnings.catch_warnings():
         # skopt warns when it proposes a point twice; the search goes on correctly.
         warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
-        search.fit(features, y)
+        try:
+            search.fit(features, y, callback=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
     trace, best = [], -np.inf
     for i, (score, candidate) in enumerate(zip(scores, search.cv_results_["params"]), start=1):
@@ -98,7 +156,23 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params) 
     best_index = int(np.argmax(scores))
     best_params = {k.removeprefix(MODEL_STEP): _plain(v)
                    for k, v in sorted(search.cv_results_["params"][best_index].items())}
+    if tune.early_stopping_rounds:
+        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, tune.n_jobs)
     return TuneResult(best_params, float(scores[best_index]), trace, len(y))
+
+
+def stopped_tree_count(pipeline, best_params: dict[str, Any], features: pd.DataFrame, y: np.ndarray,
+                       folds: StratifiedKFold, n_jobs: int) -> int:
+    """The trees the best candidate kept, averaged over the folds.
+
+    Its score was earned with that many trees, so calibrate and train (which
+    read n_estimators from best_params) fit the model that was scored, not
+    model.n_estimators trees of a learning rate tuned to stop early.
+    """
+    pipeline = clone(pipeline).set_params(**{MODEL_STEP + k: v for k, v in best_params.items()})
+    fitted = cross_validate(pipeline, features, y, cv=folds, n_jobs=n_jobs, return_estimator=True)["estimator"]
+    stopped = [estimator.named_steps["model"].best_iteration_ for estimator in fitted]
+    return max(1, int(round(float(np.mean(stopped)))))
 
 
 def main(argv: Sequence[str]) -> None:
@@ -110,13 +184,14 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     features, y = split_features(read_table(args.train), params.data.id_columns)
-    result = tune_hyperparameters(features, y, params)
+    result = tune_hyperparameters(features, y, params, TuningProgress(params.tune.n_iter, params.tune.scoring))
     write_json(result.best_params, args.best_params)
     write_json({
         "best_cv_score": result.best_score,
         "scoring": params.tune.scoring,
         "n_iter": params.tune.n_iter,
         "cv_folds": params.tune.cv_folds,
+        "early_stopping_rounds": params.tune.early_stopping_rounds,
         "rows": result.rows,
         "best_params": result.best_params,
     }, args.metrics)

@@ -35,6 +35,8 @@ SMALL = {
     "calibration.cv_folds": 2,
     # One LightGBM thread: OpenMP threads spin when the machine is busy, slowing small fits badly.
     "model.threads": 1,
+    # Cross-validation in this process: the fit spies see only fits made here, not in worker processes.
+    "tune.n_jobs": 1,
 }
 
 

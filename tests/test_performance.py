@@ -1,0 +1,220 @@
+"""The performance switches: tuning progress line, LightGBM fit profiling, core split params, benchmark targets."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from benchmarks.run import check_targets, markdown
+from stages.config import parse_params
+from stages.errors import ParamsError
+from stages.tune import TuningProgress, tune_hyperparameters
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class FakeResult:
+    def __init__(self, scores: list[float]):
+        self.func_vals = np.array([-s for s in scores])
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal():
+    stream = io.StringIO()
+    progress = TuningProgress(12, "average_precision", stream)
+    progress(FakeResult([0.3]))
+    progress.close()
+    assert stream.getvalue() == ""
+
+
+def test_progress_rewrites_one_line_with_best_score_and_eta():
+    stream = Terminal()
+    progress = TuningProgress(4, "average_precision", stream)
+    progress(FakeResult([0.30]))
+    progress(FakeResult([0.30, 0.42]))
+    progress.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    last = text.split("\r")[-1]
+    assert "iteration 2/4" in last and "best average_precision 0.4200" in last and "ETA" in last
+
+
+def test_eta_is_elapsed_per_iteration_times_iterations_left():
+    assert TuningProgress(10, "roc_auc", io.StringIO()).line(2, 0.5, 60).endswith("elapsed 1:00, ETA 4:00")
+
+
+def test_tuning_reports_each_step_to_the_progress_callback(params_with, train_xy):
+    features, y = train_xy
+    stream = Terminal()
+    result = tune_hyperparameters(features, y, params_with(tune__n_jobs=1, tune__n_points=2),
+                                  TuningProgress(2, "average_precision", stream))
+    # n_points=2 proposes both candidates in one step: one update, after both were scored.
+    assert stream.getvalue().count("\r") == 1 and "iteration 2/2" in stream.getvalue()
+    assert len(result.trace) == 2
+
+
+def test_n_points_must_be_positive():
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["tune"]["n_points"] = 0
+    with pytest.raises(ParamsError, match="tune.n_points"):
+        parse_params(raw)
+
+
+PROFILED_FIT = """
+import numpy as np
+import stages.modeling
+from lightgbm import LGBMClassifier
+X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+print(hasattr(LGBMClassifier.fit, "__wrapped__"))
+"""
+
+
+@pytest.mark.parametrize("profiled", [True, False])
+def test_profile_env_times_every_lightgbm_fit_and_costs_nothing_when_unset(tmp_path, profiled):
+    log = tmp_path / "profile.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "PROPENSITY_PROFILE"}
+    if profiled:
+        env["PROPENSITY_PROFILE"] = str(log)
+    out = subprocess.run([sys.executable, "-c", PROFILED_FIT], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(profiled)
+    if profiled:
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [r["event"] for r in records] == ["lightgbm_fit"] and records[0]["seconds"] > 0
+    else:
+        assert not log.exists()
+
+
+def _run(label, rows, total, peak, train_wall=None, fit=None):
+    stages = [{"stage": "train", "wall_s": train_wall or 10.0, "cpu_s": 1.0, "peak_rss_mb": peak,
+               "exit_code": 0, "lightgbm_fit_s": fit}]
+    return {"label": label, "rows": rows, "completed": True, "stages": stages, "total_wall_s": total,
+            "peak_rss_mb": peak, "dvc_commit_s": 1.0, "noop_repro_s": 1.0}
+
+
+def test_targets_say_by_how_much_a_run_missed():
+    runs = [_run("1,000,000", 1_000_000, 1000.0, 7000.0, train_wall=100.0, fit=70.0)]
+    targets = {t["target"]: t for t in check_targets(runs)}
+    assert targets["1,000,000 rows end to end"]["met"] is False
+    assert targets["1,000,000 rows end to end"]["margin"] == "missed by 100.0 s (11%)"
+    assert targets["1,000,000 rows peak memory"]["met"] is False
+    assert targets["1,000,000 rows: train stage time outside LightGBM's fit"]["measured"] == "30.0%"
+    assert targets["10,000,000 rows completes"]["met"] is None
+    results = {"machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "os": "y", "python": "3", "lightgbm": "4"},
+               "runs": runs, "targets": check_targets(runs)}
+    assert "| 1,000,000 rows end to end | < 900 s | 1000 s | **no** | missed by 100.0 s (11%) |" in markdown(results)
+
+
+def test_time_per_row_growth_compares_ten_million_with_one_million():
+    runs = [_run("1,000,000", 1_000_000, 600.0, 1000.0), _run("10,000,000", 10_000_000, 6600.0, 9000.0)]
+    targets = {t["target"]: t for t in check_targets(runs)}
+    assert targets["time per row, 10M vs 1M"]["measured"] == "1.10x"
+    assert targets["time per row, 10M vs 1M"]["met"] is True
+    assert targets["10,000,000 rows peak memory"]["met"] is True
+
+
+def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(params_with, train_xy):
+    features, y = train_xy
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, model__n_estimators=200)
+    first = tune_hyperparameters(features, y, params)
+    second = tune_hyperparameters(features, y, params)
+    assert first == second  # deterministic: same rows and params, same search and tree count
+    assert 1 <= first.best_params["n_estimators"] < 200
+
+
+def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(train_xy, monkeypatch):
+    import lightgbm
+    from stages.modeling import EarlyStoppingClassifier
+
+    features, y = train_xy
+    seen = {}
+    original_fit = lightgbm.LGBMClassifier.fit
+
+    def spy(self, X, y, **kwargs):
+        seen.update(X=X, y=np.asarray(y), eval_X=kwargs["eval_X"][0], eval_y=kwargs["eval_y"][0])
+        return original_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(lightgbm.LGBMClassifier, "fit", spy)
+    model = EarlyStoppingClassifier(early_stopping_rounds=5, stopping_metric="average_precision",
+                                    resample_method="smote", sampling_strategy=0.5, n_estimators=300,
+                                    n_jobs=1, random_state=1, verbose=-1).fit(features, y)
+    assert model.best_iteration_ < 300
+    assert len(model.evals_result_["valid_0"]["average_precision"]) == model.best_iteration_ + 5
+    # The stopping slice is 10 % of the real rows given, both classes, none of them resampled.
+    held_out = seen["eval_X"]
+    assert len(held_out) == pytest.approx(0.1 * len(y), abs=1) and set(seen["eval_y"]) == {0, 1}
+    assert held_out.index.isin(features.index).all()
+    pd.testing.assert_frame_equal(held_out, features.loc[held_out.index])
+    # The other 90 % were oversampled to half as many buyers as non-buyers.
+    fitted_non_buyers = int((seen["y"] == 0).sum())
+    assert fitted_non_buyers == int((y == 0).sum()) - int((seen["eval_y"] == 0).sum())
+    assert int(seen["y"].sum()) == fitted_non_buyers // 2
+
+
+def test_early_stopping_never_sees_the_fold_it_is_scored_on(params_with, train_xy, fit_spy):
+    features, y = train_xy
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5)
+    tune_hyperparameters(features, y, params)
+    searched = params.tune.n_iter * params.tune.cv_folds
+    fits, scores = fit_spy.pipeline_fits[:searched], fit_spy.pipeline_scores[:searched]
+    assert len(fits) == len(scores) == searched
+    for fitted, scored in zip(fits, scores):
+        assert not set(scored.index) & set(fitted.index)
+    # LightGBM trained on the oversampled 90 % of each training fold; the other 10 % only decided when to stop.
+    for (model_rows, _), fitted in zip(fit_spy.model_fits, fits):
+        assert len(model_rows) > 0.9 * len(fitted)
+
+
+@pytest.mark.parametrize("method", ["smote", "borderline_smote", "adasyn"])
+def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatch, method):
+    from sklearn.neighbors import NearestNeighbors
+
+    import stages.modeling as modeling
+
+    features, y = train_xy
+    fast = modeling.oversample(features, y, method, 5, 0.5, 7)
+    monkeypatch.setattr(modeling, "_neighbours", lambda k, m: NearestNeighbors(n_neighbors=k + 1, algorithm="brute"))
+    brute = modeling.oversample(features, y, method, 5, 0.5, 7)
+    pd.testing.assert_frame_equal(fast[0], brute[0])
+    np.testing.assert_array_equal(fast[1], brute[1])
+
+
+class SearchStopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("threads, n_jobs, per_fit", [(1, 2, 1), (2, 2, 1), (4, 2, 2), (2, 1, 2)])
+def test_tuning_workers_share_the_threads_instead_of_multiplying_them(params_with, train_xy, monkeypatch,
+                                                                      threads, n_jobs, per_fit):
+    import stages.tune as tune
+
+    built = []
+    original = tune.make_pipeline
+
+    def spy(model, *args, **kwargs):
+        built.append(model.threads)
+        return original(model, *args, **kwargs)
+
+    def stop(self, *args, **kwargs):  # what is tested is set before the search starts
+        raise SearchStopped
+
+    monkeypatch.setattr(tune, "make_pipeline", spy)
+    monkeypatch.setattr(tune.BayesSearchCV, "fit", stop)
+    features, y = train_xy
+    with pytest.raises(SearchStopped):
+        tune.tune_hyperparameters(features, y, params_with(model__threads=threads, tune__n_jobs=n_jobs))
+    assert built == [per_fit]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 import warnings
@@ -85,6 +86,22 @@ def check_fold_sizes(y: np.ndarray, folds: StratifiedKFold, resample: ResamplePa
         )
     smallest = min(int(np.sum(y[train] == 1)) for train, _ in folds.split(np.zeros(len(y)), y))
     check_minority_size(smallest, resample, f"{where}, the smallest of {folds.n_splits} training folds")
+
+
+def check_early_stopping_rows(y: np.ndarray, folds: StratifiedKFold, resample: ResampleParams,
+                              where: str) -> None:
+    """Early stopping holds out EARLY_STOPPING_HOLDOUT of each training fold: both parts need buyers."""
+    smallest = min(int(np.sum(y[train] == 1)) for train, _ in folds.split(np.zeros(len(y)), y))
+    held_out = math.ceil(smallest * EARLY_STOPPING_HOLDOUT)
+    needed = math.ceil(1 / EARLY_STOPPING_HOLDOUT)
+    if smallest < needed:
+        raise DataError(
+            f"{where}: the smallest training fold has {smallest} buyer rows, but tune.early_stopping_rounds "
+            f"holds out {EARLY_STOPPING_HOLDOUT:.0%} of them and needs at least {needed}; "
+            "set tune.early_stopping_rounds: null or use more data"
+        )
+    check_minority_size(smallest - held_out, resample,
+                        f"{where}, the smallest training fold less its early-stopping rows")
 
 
 def _neighbours(k: int, method: str) -> NearestNeighbors:

@@ -20,6 +20,7 @@ memory holds only the IDs and scores of all rows.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,17 @@ class ScoringModel:
     model: object
     calibrator: object
     threshold: float
+    threads: int = 1
 
     def raw_scores(self, frame: pd.DataFrame, source: str) -> np.ndarray:
         features = self.preprocessor.transform(frame[self.preprocessor.input_columns], source)
-        return self.model.predict_proba(features)[:, 1]
+        # Prediction is per row, so any thread count gives the same scores; the model's
+        # own n_jobs (model.threads, 1) was chosen for training, where threads contend.
+        return self.model.predict_proba(features, num_threads=self.threads)[:, 1]
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def model_files(models_dir: str | Path) -> dict[str, Path]:
@@ -73,7 +81,7 @@ def model_files(models_dir: str | Path) -> dict[str, Path]:
     return {name: Path(models_dir) / Path(name).name for name in MODEL_FILES}
 
 
-def load_scoring_model(models_dir: str | Path, lock: Path | None) -> ScoringModel:
+def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int = 1) -> ScoringModel:
     """Check every model file against dvc.lock, then load them."""
     files = model_files(models_dir)
     verify_artifacts(files, lock)
@@ -83,6 +91,7 @@ def load_scoring_model(models_dir: str | Path, lock: Path | None) -> ScoringMode
         model=load_object(files[MODEL]),
         calibrator=load_object(files[CALIBRATOR]),
         threshold=float(threshold["threshold"]),
+        threads=threads,
     )
 
 
@@ -152,9 +161,14 @@ def main(argv: Sequence[str]) -> None:
                         "in or above the model directory, else in or above the current directory)")
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
                         help=f"rows scored at a time (default: {BATCH_ROWS:,})")
+    parser.add_argument("--threads", type=int, default=available_cores(),
+                        help="LightGBM prediction threads; scores do not depend on it "
+                             "(default: the cores this process may use)")
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     params = load_params(args.params)
     table_format(args.output)  # an unknown output format fails before any work
     if args.lock is not None:
@@ -163,7 +177,7 @@ def main(argv: Sequence[str]) -> None:
             raise ArtifactError(f"{lock}: file not found; give the dvc.lock of the run that built the model")
     else:
         lock = find_lock(args.models, Path.cwd())
-    scoring = load_scoring_model(args.models, lock)
+    scoring = load_scoring_model(args.models, lock, args.threads)
     scores, ignored = score_batches(input_batches(args.input, args.batch_rows), scoring,
                                     params.data.id_columns, args.input)
     write_table(scores, args.output)

@@ -29,7 +29,8 @@ from skopt.space import Categorical, Integer, Real
 
 from stages.cli import run_stage, stage_parser
 from stages.config import Params, TuneParams, load_params
-from stages.modeling import check_fold_sizes, make_early_stopping_pipeline, make_pipeline
+from stages.modeling import (check_early_stopping_rows, check_fold_sizes, make_early_stopping_pipeline,
+                             make_pipeline)
 from stages.schema import split_features
 from stages.tables import read_table, write_json
 
@@ -119,6 +120,8 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     features, y = stratified_sample(features, y, tune.sample_rows, seed)
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
     check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
+    if tune.early_stopping_rounds:
+        check_early_stopping_rows(y, folds, params.resample, "tuning rows")
     # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
     worker_model = dataclasses.replace(params.model, threads=max(1, params.model.threads // tune.n_jobs))
     if tune.early_stopping_rounds:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from stage_runs import SMALL_PARAMS
 from stages.config import Params, parse_params
 from stages.generate import generate_customers
 from stages.preprocess import preprocess_customers
@@ -26,15 +27,10 @@ from stages.schema import split_features
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The committed params, shrunk so each stage function runs in about a second.
+# The small params of the end-to-end runs, for stage functions called in this process.
 SMALL = {
+    **SMALL_PARAMS,
     "generate.rows": 4000,
-    "tune.n_iter": 2,
-    "tune.cv_folds": 2,
-    "model.n_estimators": 30,
-    "calibration.cv_folds": 2,
-    # One LightGBM thread: OpenMP threads spin when the machine is busy, slowing small fits badly.
-    "model.threads": 1,
     # Cross-validation in this process: the fit spies see only fits made here, not in worker processes.
     "tune.n_jobs": 1,
 }

@@ -23,20 +23,13 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, set_key
+from stage_runs import SMALL_PARAMS
 
 pytestmark = pytest.mark.e2e
 
 # dvc and the stages' `python` come from the environment running the tests.
 VENV_BIN = Path(sys.executable).parent
 STAGES = ["generate", "preprocess", "resample", "tune", "calibrate", "train", "evaluate"]
-SMALL = {
-    "generate.rows": 3000,
-    "tune.n_iter": 2,
-    "tune.cv_folds": 2,
-    "model.n_estimators": 30,
-    "model.threads": 1,
-    "calibration.cv_folds": 2,
-}
 FLAT_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
                 "tp", "fp", "tn", "fn", "threshold"}
 IDEAL_METRICS = {"roc_auc", "average_precision", "brier", "roc_auc_ratio", "average_precision_ratio", "brier_ratio"}
@@ -131,7 +124,7 @@ def plot_definitions(root: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = copy_repository(tmp_path_factory.mktemp("repository"))
-    edit_params(root, SMALL)
+    edit_params(root, SMALL_PARAMS)
     commit_all(root, "small params")
     first = run(["dvc", "repro"], root)
     assert stages_run(first.stdout) == STAGES
@@ -266,7 +259,7 @@ def own_data_repo(tmp_path_factory):
     table = own_customer_table()
     (root / "data" / "own").mkdir(parents=True)
     table.to_csv(root / "data" / "own" / "export.csv", index=False)
-    edit_params(root, {**SMALL, "data": {
+    edit_params(root, {**SMALL_PARAMS, "data": {
         "path": "data/own/export.csv", "target": "converted", "positive_label": "Yes",
         "id_columns": ["account_ref"], "categorical_columns": None, "duplicate_ids": "warn",
     }})

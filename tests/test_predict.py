@@ -96,12 +96,18 @@ def test_scores_every_row_with_ids_probability_decision_rank_and_decile(repo, cu
     assert scores.loc[given["purchased"] == 1, "rank"].mean() < scores.loc[given["purchased"] == 0, "rank"].mean()
 
 
-def test_chunked_scoring_and_parquet_give_the_same_scores(repo, customers, tmp_path, score):
+def test_chunked_threaded_and_parquet_scoring_give_the_same_scores(repo, customers, tmp_path, score):
     whole = tmp_path / "whole.csv"
     score(customers, whole)
     chunked = tmp_path / "chunked.csv"
     score(customers, chunked, "--batch-rows", "37")
     assert chunked.read_bytes() == whole.read_bytes()
+
+    threaded = tmp_path / "threaded.csv"
+    score(customers, threaded, "--threads", "2", "--batch-rows", "50")
+    single = tmp_path / "single.csv"
+    score(customers, single, "--threads", "1")
+    assert threaded.read_bytes() == single.read_bytes() == whole.read_bytes()
 
     parquet_in = tmp_path / "customers.parquet"
     pd.read_csv(customers).to_parquet(parquet_in)

@@ -16,7 +16,7 @@ from tests.workflow_helpers import copy_repo, dvc, git, python_module, reproduce
 def two_commits(tmp_path_factory) -> Path:
     """The reproduced repository plus a commit that flags the top 20 % instead of maximising F1."""
     repo = copy_repo(reproduced_repo(tmp_path_factory), tmp_path_factory.mktemp("report") / "repo")
-    set_params(repo, {("threshold", "objective"): "top_fraction", ("threshold", "top_fraction"): 0.2})
+    set_params(repo, {"threshold.objective": "top_fraction", "threshold.top_fraction": 0.2})
     dvc("repro", cwd=repo)
     git("commit", "-q", "-am", "flag the top 20 %", cwd=repo)
     return repo

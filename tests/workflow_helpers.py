@@ -17,16 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from stage_runs import SMALL_PARAMS, edited_params, write_params
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Small enough for a pipeline run of seconds; large enough for 2-fold CV with SMOTE.
-SMALL_PARAMS = {
-    ("generate", "rows"): 3000,
-    ("tune", "n_iter"): 2,
-    ("tune", "cv_folds"): 2,
-    ("model", "n_estimators"): 30,
-    ("calibration", "cv_folds"): 2,
-}
 
 # The four files `stages.predict` loads, as dvc.yaml declares them.
 MODEL_FILES = ["models/preprocessor.joblib", "models/model.joblib",
@@ -75,15 +69,10 @@ def python_module(module: str, *args: str, cwd: Path, env: dict[str, str] | None
     return run([sys.executable, "-m", module, *args], cwd, env, check)
 
 
-def set_params(repo: Path, changes: dict[tuple[str, ...], object]) -> None:
+def set_params(repo: Path, changes: dict[str, object]) -> None:
+    """Edit the repository's params.yaml; keys are dotted (`threshold.objective`)."""
     params_path = repo / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    for keys, value in changes.items():
-        section = params
-        for key in keys[:-1]:
-            section = section[key]
-        section[keys[-1]] = value
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(edited_params(changes, yaml.safe_load(params_path.read_text())), params_path)
 
 
 def copy_tracked_files(destination: Path) -> None:

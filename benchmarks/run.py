@@ -37,6 +37,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE_ENV = "PROPENSITY_PROFILE"  # read by stages/modeling.py
+PROFILE_HOOK = Path(__file__).resolve().parent / "profile_hook"
 MODEL_STAGES = ("tune", "calibrate", "train")
 DEFAULT_LABEL = "default"
 MB = 1024 * 1024
@@ -182,6 +183,9 @@ def child_env(profile: Path | None = None) -> dict[str, str]:
     env.pop(PROFILE_ENV, None)
     if profile is not None:
         env[PROFILE_ENV] = str(profile)
+        # Every process of the stage, workers too, imports the timer (profile_hook/sitecustomize.py);
+        # the working directory is the repository copy, so `stages` resolves there.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROFILE_HOOK), ".", env.get("PYTHONPATH")]))
     return env
 
 

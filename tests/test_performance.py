@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.run import check_targets, markdown
+from benchmarks.run import check_targets, child_env, markdown
 from stages.config import parse_params
-from stages.errors import ParamsError
+from stages.errors import DataError, ParamsError
 from stages.tune import TuningProgress, tune_hyperparameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +99,23 @@ def test_profile_env_times_every_lightgbm_fit_and_costs_nothing_when_unset(tmp_p
         assert not log.exists()
 
 
+WORKER_FIT = """
+import numpy as np
+from lightgbm import LGBMClassifier
+X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+"""
+
+
+def test_benchmark_times_fits_in_processes_that_never_import_stages(tmp_path):
+    # A cross-validation worker with resample.method none unpickles only LightGBM and
+    # imbalanced-learn; the benchmark's environment must still time its fits.
+    log = tmp_path / "profile.jsonl"
+    subprocess.run([sys.executable, "-c", WORKER_FIT], cwd=REPO_ROOT, env=child_env(log), check=True)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["lightgbm_fit"]
+
+
 def _run(label, rows, total, peak, train_wall=None, fit=None):
     stages = [{"stage": "train", "wall_s": train_wall or 10.0, "cpu_s": 1.0, "peak_rss_mb": peak,
                "exit_code": 0, "lightgbm_fit_s": fit}]
@@ -165,9 +182,24 @@ def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_on
     assert int(seen["y"].sum()) == fitted_non_buyers // 2
 
 
+@pytest.mark.parametrize("buyers, method, phrase", [
+    # 2 folds (conftest): 6 buyers per training fold, too few to hold out 10 %.
+    (12, "none", "holds out 10% of them and needs at least 10"),
+    # 10 buyers per training fold are enough for SMOTE with k_neighbors 9, but not the 9 left after holding out 1.
+    (20, "smote", "less its early-stopping rows: 9 buyer rows, but resample.k_neighbors=9 needs at least 10"),
+])
+def test_early_stopping_on_too_few_buyers_is_a_clear_error(params_with, train_xy, buyers, method, phrase):
+    features, y = train_xy
+    keep = np.concatenate([np.flatnonzero(y == 0)[:400], np.flatnonzero(y == 1)[:buyers]])
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, resample__method=method,
+                         resample__k_neighbors=9)
+    with pytest.raises(DataError, match=phrase):
+        tune_hyperparameters(features.iloc[keep], y[keep], params)
+
+
 def test_early_stopping_never_sees_the_fold_it_is_scored_on(params_with, train_xy, fit_spy):
     features, y = train_xy
-    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5)
+    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, resample__method="smote")
     tune_hyperparameters(features, y, params)
     searched = params.tune.n_iter * params.tune.cv_folds
     fits, scores = fit_spy.pipeline_fits[:searched], fit_spy.pipeline_scores[:searched]

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from stage_runs import SMALL_PARAMS
+# Re-exported for the tests that import them from here.
+from stage_runs import REPO_ROOT, SMALL_PARAMS, committed_params, set_key, write_params  # noqa: F401
 from stages.config import Params, parse_params
 from stages.generate import generate_customers
 from stages.preprocess import preprocess_customers
 from stages.resample import resample_training
 from stages.schema import split_features
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The small params of the end-to-end runs, for stage functions called in this process.
 SMALL = {
@@ -36,19 +34,6 @@ SMALL = {
 }
 
 
-def set_key(raw: dict, dotted: str, value: Any) -> None:
-    """Set `a.b.c` in a nested params mapping."""
-    *parents, last = dotted.split(".")
-    node = raw
-    for key in parents:
-        node = node[key]
-    node[last] = value
-
-
-def committed_params() -> dict:
-    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-
-
 def small_raw_params(**overrides: Any) -> dict:
     """The committed params.yaml with SMALL applied, then `overrides` (keys with '.' as '__')."""
     raw = committed_params()
@@ -57,11 +42,6 @@ def small_raw_params(**overrides: Any) -> dict:
     for key, value in overrides.items():
         set_key(raw, key.replace("__", "."), value)
     return raw
-
-
-def write_params(raw: dict, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="session")

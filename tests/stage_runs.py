@@ -40,19 +40,29 @@ def committed_params() -> dict:
     return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 
+def set_key(raw: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a nested params mapping, or remove it with DELETE."""
+    *parents, last = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
 def edited_params(edits: dict[str, Any], base: dict | None = None) -> dict:
     """A copy of `base` (default: the small params) with dotted keys set, or removed with DELETE."""
     raw = copy.deepcopy(base if base is not None else edited_params(SMALL_PARAMS, committed_params()))
     for dotted, value in edits.items():
-        *parents, last = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node[key]
-        if value is DELETE:
-            del node[last]
-        else:
-            node[last] = value
+        set_key(raw, dotted, value)
     return raw
+
+
+def edit_params_file(path: Path, edits: dict[str, Any]) -> Path:
+    """Apply dotted-key edits to a params.yaml in place (a repository copy's, say)."""
+    return write_params(edited_params(edits, yaml.safe_load(path.read_text())), path)
 
 
 def write_params(raw: dict, path: Path) -> Path:

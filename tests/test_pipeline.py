@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, set_key
-from stage_runs import SMALL_PARAMS
+from conftest import REPO_ROOT
+from stage_runs import SMALL_PARAMS, edit_params_file
 
 pytestmark = pytest.mark.e2e
 
@@ -70,11 +70,7 @@ def commit_all(root: Path, message: str) -> None:
 
 
 def edit_params(root: Path, changes: dict) -> None:
-    path = root / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for key, value in changes.items():
-        set_key(raw, key, value)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edit_params_file(root / "params.yaml", changes)
 
 
 def stages_run(stdout: str) -> list[str]:

@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from stage_runs import SMALL_PARAMS, edited_params, write_params
+from stage_runs import SMALL_PARAMS, edit_params_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,8 +69,7 @@ def python_module(module: str, *args: str, cwd: Path, env: dict[str, str] | None
 
 def set_params(repo: Path, changes: dict[str, object]) -> None:
     """Edit the repository's params.yaml; keys are dotted (`threshold.objective`)."""
-    params_path = repo / "params.yaml"
-    write_params(edited_params(changes, yaml.safe_load(params_path.read_text())), params_path)
+    edit_params_file(repo / "params.yaml", changes)
 
 
 def copy_tracked_files(destination: Path) -> None:

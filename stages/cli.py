@@ -25,13 +25,14 @@ EXIT_OUT_OF_MEMORY = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
-def stage_parser(module_doc: str, prog: str) -> argparse.ArgumentParser:
+def stage_parser(module_doc: str, prog: str, reads_params: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m {prog}",
         description=module_doc.strip().splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if reads_params:
+        parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (or set {DEBUG_ENV}=1)")
     return parser
 

@@ -10,7 +10,8 @@ every input row in input order:
 purchase_probability is calibrated; will_buy is 1 when it reaches the
 threshold chosen by `calibrate`; rank 1 is the most likely buyer; decile 1 is
 the top 10 % of the ranked list. Ties in probability are ranked by the model's
-raw score, then by input order. The input needs the ID columns and every column
+raw score, then by input order. The input needs the ID columns (those of the
+training table, saved with the preprocessor: params.yaml is not read) and every column
 the model was trained on; other columns are ignored. It is read in chunks, so
 memory holds only the IDs and scores of all rows.
 
@@ -31,7 +32,6 @@ import pandas as pd
 
 from stages.artifacts import find_lock, verify_artifacts
 from stages.cli import run_stage, stage_parser
-from stages.config import load_params
 from stages.errors import ArtifactError, DataError
 from stages.features import CustomerPreprocessor
 from stages.schema import check_scoring_table
@@ -152,7 +152,8 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = stage_parser(__doc__, "stages.predict")
+    # Everything scoring needs was saved with the model; params.yaml may have moved on since.
+    parser = stage_parser(__doc__, "stages.predict", reads_params=False)
     parser.add_argument("--input", required=True, help="customers to score (.csv or .parquet)")
     parser.add_argument("--output", required=True, help="output: scores (.csv or .parquet)")
     parser.add_argument("--models", default=DEFAULT_MODELS_DIR,
@@ -169,7 +170,6 @@ def main(argv: Sequence[str]) -> None:
         parser.error("--batch-rows must be at least 1")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
-    params = load_params(args.params)
     table_format(args.output)  # an unknown output format fails before any work
     if args.lock is not None:
         lock = Path(args.lock)
@@ -179,7 +179,7 @@ def main(argv: Sequence[str]) -> None:
         lock = find_lock(args.models, Path.cwd())
     scoring = load_scoring_model(args.models, lock, args.threads)
     scores, ignored = score_batches(input_batches(args.input, args.batch_rows), scoring,
-                                    params.data.id_columns, args.input)
+                                    scoring.preprocessor.id_columns or [], args.input)
     write_table(scores, args.output)
     if ignored:
         # Said after scoring, so a run that fails prints its one error line and nothing else.

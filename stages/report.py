@@ -335,7 +335,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = stage_parser(__doc__, "stages.report")
+    parser = stage_parser(__doc__, "stages.report", reads_params=False)
     parser.add_argument("--base", default="main", help="git revision to compare with (default: main)")
     parser.add_argument("--output", required=True, help="output: the Markdown report")
     parser.add_argument("--plots-dir", default="dvc_plots",

@@ -210,9 +210,9 @@ def test_an_edited_threshold_is_refused(repo, customers, tmp_path, score):
 def test_outside_the_repository_the_lock_must_be_given(repo, customers, tmp_path, score, monkeypatch):
     models = tmp_path / "models"
     shutil.copytree(repo / "models", models)
-    shutil.copy2(repo / "params.yaml", tmp_path / "params.yaml")
     output = tmp_path / "scores.csv"
-    # No dvc.lock above the model directory or the working directory.
+    # No dvc.lock above the model directory or the working directory, and no params.yaml:
+    # the ID columns come with the model.
     monkeypatch.chdir(tmp_path)
     result = score(customers, output, "--models", str(models), check=False)
     assert_refused(result, output, "dvc.lock", "--lock")

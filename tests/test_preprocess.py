@@ -166,3 +166,5 @@ def test_preprocessor_round_trips_through_joblib(tmp_path, preprocessor, custome
     loaded = load_object(tmp_path / "p.joblib")
     assert isinstance(loaded, CustomerPreprocessor)
     pd.testing.assert_frame_equal(loaded.transform(customers.head(100)), preprocessor.transform(customers.head(100)))
+    # Scoring names customers by the training run's ID columns, which travel with the model.
+    assert loaded.id_columns == [ID] and ID not in loaded.input_columns

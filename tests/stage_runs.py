@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,18 @@ SMALL_PARAMS = {
 }
 
 DELETE = object()  # an edit that removes the key
+
+
+def copy_tracked_files(destination: Path) -> Path:
+    """Copy what a commit of the work tree would hold: tracked and new files, not ignored ones."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO_ROOT, capture_output=True, check=True)
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():  # not a file: deleted in the work tree but not yet in the index
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
 
 
 def committed_params() -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
-from stage_runs import SMALL_PARAMS, edit_params_file
+from stage_runs import SMALL_PARAMS, copy_tracked_files, edit_params_file
 
 pytestmark = pytest.mark.e2e
 
@@ -51,14 +49,7 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 
 def copy_repository(destination: Path) -> Path:
     """The tracked files of the code under test, in a new git repository with one commit."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.fail(f"{REPO_ROOT} is not a git checkout; the end-to-end test copies its tracked files")
-    for name in filter(None, listed.stdout.split("\0")):
-        source = REPO_ROOT / name
-        if source.is_file():  # tracked but deleted in the working tree: leave it out
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
+    copy_tracked_files(destination)
     run(["git", "init", "-q"], destination)
     commit_all(destination, "copy of the repository under test")
     return destination

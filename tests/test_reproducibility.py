@@ -12,7 +12,6 @@ iterations, 2 folds, 30 trees):
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,25 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stage_runs import PYTHON, REPO_ROOT, child_env, edited_params, temp_files, write_params
+from stage_runs import PYTHON, child_env, copy_tracked_files, edited_params, temp_files, write_params
 
 # The stage that is running when the interrupted run is killed, and how long after it starts.
 KILL_DURING_STAGE = "tune"
 KILL_AFTER_SECONDS = 1.0
 
 
-def tracked_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
-    return [name for name in listed.stdout.decode().split("\0") if name]
-
-
 def small_repo_copy(root: Path) -> Path:
     """The tracked files (as they are now in the working tree) in a new git repository, small params."""
-    for name in tracked_files():
-        source = REPO_ROOT / name
-        if source.is_file():  # deleted in the working tree but not yet in git
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
+    copy_tracked_files(root)
     write_params(edited_params({}), root / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root

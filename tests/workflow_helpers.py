@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stage_runs import SMALL_PARAMS, edit_params_file
+from stage_runs import SMALL_PARAMS, copy_tracked_files, edit_params_file
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # The four files `stages.predict` loads, as dvc.yaml declares them.
@@ -70,19 +69,6 @@ def python_module(module: str, *args: str, cwd: Path, env: dict[str, str] | None
 def set_params(repo: Path, changes: dict[str, object]) -> None:
     """Edit the repository's params.yaml; keys are dotted (`threshold.objective`)."""
     edit_params_file(repo / "params.yaml", changes)
-
-
-def copy_tracked_files(destination: Path) -> None:
-    """Copy what a commit of the work tree would hold: tracked and new files, not ignored ones."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO_ROOT, capture_output=True, check=True)
-    for name in listed.stdout.decode().split("\0"):
-        source = REPO_ROOT / name
-        if not name or not source.is_file():
-            continue  # deleted in the work tree but not yet in the index
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
 
 
 def new_repo(destination: Path) -> Path:

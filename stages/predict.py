@@ -32,7 +32,7 @@ import pandas as pd
 
 from stages.artifacts import find_lock, verify_artifacts
 from stages.cli import run_stage, stage_parser
-from stages.errors import ArtifactError, DataError
+from stages.errors import ArtifactError
 from stages.features import CustomerPreprocessor
 from stages.schema import check_scoring_table
 from stages.tables import iter_table_batches, load_object, read_json, read_table, table_format, write_table

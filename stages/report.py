@@ -207,18 +207,17 @@ def params_section(diff: dict, base: Revision, workspace: Revision) -> list[str]
     return lines + [""]
 
 
-def git_file(root: Path, revision: str, path: str) -> bytes | None:
-    """A file's bytes as committed at `revision`, or None when it is not there."""
+def revision_file(root: Path, revision: str | None, path: str) -> bytes | None:
+    """A file's bytes as committed at `revision` (None: as in the workspace), or None when it is not there."""
+    if revision is None:
+        return (root / path).read_bytes() if (root / path).is_file() else None
     result = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True)
     return result.stdout if result.returncode == 0 else None
 
 
 def _revision_json(root: Path, revision: str | None, path: str) -> Any:
     """A JSON file at a git revision (None: the workspace), or None when absent or unreadable."""
-    if revision is None:
-        content = (root / path).read_bytes() if (root / path).is_file() else None
-    else:
-        content = git_file(root, revision, path)
+    content = revision_file(root, revision, path)
     try:
         return json.loads(content) if content else None
     except ValueError:
@@ -238,6 +237,7 @@ def _operating_point(metrics: Any, x: str) -> tuple[float, float] | None:
 def curves_figure(root: Path, base: str) -> plt.Figure | None:
     """Each curve of the workspace (solid) and the base (dashed, on top), and the chosen threshold (dots)."""
     revisions = ((WORKSPACE, None, "-", "#3b75af"), (base, base, "--", "#ef8636"))
+    test_metrics = {label: _revision_json(root, revision, METRICS_FILE) for label, revision, _, _ in revisions}
     figure, axes = plt.subplots(2, 2, figsize=(10, 8))
     drawn = False
     for axis, (title, path, x, y, x_label, y_label) in zip(axes.flat, CURVES):
@@ -252,7 +252,7 @@ def curves_figure(root: Path, base: str) -> plt.Figure | None:
             axis.plot(xs, ys, style, color=colour, label=label)
             highest = max(highest, *xs, *ys)
             drawn = True
-            point = _operating_point(_revision_json(root, revision, METRICS_FILE), x)
+            point = _operating_point(test_metrics[label], x)
             if point is not None and x in ("recall", "fpr"):
                 axis.plot(*point, "o", color=colour, markersize=7, markeredgecolor="black",
                           label=f"{label}: at its threshold")
@@ -288,8 +288,8 @@ def plots_section(root: Path, base: Revision, plots_dir: Path, report_dir: Path)
     rows = []
     for title, path in IMAGES:
         cells = []
-        for label, content in ((base.label, git_file(root, base.label, path)),
-                               (WORKSPACE, (root / path).read_bytes() if (root / path).is_file() else None)):
+        for label, content in ((base.label, revision_file(root, base.label, path)),
+                               (WORKSPACE, revision_file(root, None, path))):
             if content is None:
                 cells.append("not found")
                 continue

@@ -19,12 +19,11 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from stages.cli import run_stage, stage_parser
+from stages.calibration import ProbabilityCalibrator
 from stages.config import Params, ThresholdParams, load_params
 from stages.errors import DataError
 from stages.modeling import check_fold_sizes, make_pipeline
@@ -32,36 +31,6 @@ from stages import plots
 from stages.schema import split_features
 from stages.tables import read_json, read_table, save_object, write_json
 from stages.tune import stratified_sample
-
-EPSILON = 1e-6
-
-
-class ProbabilityCalibrator:
-    """Maps raw model scores to probabilities: none, sigmoid (Platt) or isotonic."""
-
-    def __init__(self, method: str):
-        self.method = method
-
-    def fit(self, scores: np.ndarray, y: np.ndarray) -> "ProbabilityCalibrator":
-        if self.method == "sigmoid":
-            self.mapping_ = LogisticRegression(C=1e6).fit(self._logit(scores), y)
-        elif self.method == "isotonic":
-            self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
-        return self
-
-    @staticmethod
-    def _logit(scores: np.ndarray) -> np.ndarray:
-        clipped = np.clip(np.asarray(scores, dtype=float), EPSILON, 1 - EPSILON)
-        return np.log(clipped / (1 - clipped)).reshape(-1, 1)
-
-    def transform(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype=float)
-        if self.method == "sigmoid":
-            return self.mapping_.predict_proba(self._logit(scores))[:, 1]
-        if self.method == "isotonic":
-            return self.mapping_.predict(scores)
-        return scores
-
 
 def top_count(fraction: float, rows: int) -> int:
     """How many of `rows` customers a contact budget of `fraction` flags (at least one)."""
@@ -158,7 +127,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    # Run the imported module, not __main__: the calibrator must pickle as
-    # stages.calibrate.ProbabilityCalibrator, which stages.predict can unpickle.
-    from stages import calibrate
-    raise SystemExit(run_stage(calibrate.main))
+    raise SystemExit(run_stage(main))

@@ -26,7 +26,8 @@ from sklearn.metrics import (
 )
 
 from stages import plots
-from stages.calibrate import ProbabilityCalibrator, top_count
+from stages.calibrate import top_count
+from stages.calibration import ProbabilityCalibrator
 from stages.cli import run_stage, stage_parser
 from stages.config import EvaluateParams, load_params
 from stages.errors import DataError

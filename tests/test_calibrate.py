@@ -10,7 +10,8 @@ from sklearn.metrics import brier_score_loss
 
 from conftest import write_params
 from stages import calibrate
-from stages.calibrate import ProbabilityCalibrator, calibrate_and_choose, choose_threshold, threshold_curve
+from stages.calibrate import calibrate_and_choose, choose_threshold, threshold_curve
+from stages.calibration import ProbabilityCalibrator
 from stages.config import ThresholdParams
 from stages.errors import DataError
 from stages.tables import write_table

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import write_params
 from stages import evaluate
-from stages.calibrate import ProbabilityCalibrator
+from stages.calibration import ProbabilityCalibrator
 from stages.config import EvaluateParams
 from stages.evaluate import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
 from stages.schema import split_features

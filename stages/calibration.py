@@ -1,0 +1,42 @@
+"""The probability calibration saved with the model.
+
+It lives here, not in stages/calibrate.py, because it is pickled: a class
+defined in a module run as `python -m stages.calibrate` would pickle as
+`__main__.ProbabilityCalibrator`, which evaluate and predict cannot unpickle.
+Keeping it apart also spares scoring the stage's imports (matplotlib, imblearn).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+EPSILON = 1e-6
+
+
+class ProbabilityCalibrator:
+    """Maps raw model scores to probabilities: none, sigmoid (Platt) or isotonic."""
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def fit(self, scores: np.ndarray, y: np.ndarray) -> "ProbabilityCalibrator":
+        if self.method == "sigmoid":
+            self.mapping_ = LogisticRegression(C=1e6).fit(self._logit(scores), y)
+        elif self.method == "isotonic":
+            self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
+        return self
+
+    @staticmethod
+    def _logit(scores: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(scores, dtype=float), EPSILON, 1 - EPSILON)
+        return np.log(clipped / (1 - clipped)).reshape(-1, 1)
+
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, dtype=float)
+        if self.method == "sigmoid":
+            return self.mapping_.predict_proba(self._logit(scores))[:, 1]
+        if self.method == "isotonic":
+            return self.mapping_.predict(scores)
+        return scores

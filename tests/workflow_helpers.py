@@ -8,26 +8,19 @@ pytest process reuse it (see `reproduced_repo`), so the pipeline runs once.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from stage_runs import SMALL_PARAMS, copy_tracked_files, edit_params_file
-
-
-
-# The four files `stages.predict` loads, as dvc.yaml declares them.
-MODEL_FILES = ["models/preprocessor.joblib", "models/model.joblib",
-               "models/calibrator.joblib", "models/threshold.json"]
+from stage_runs import SMALL_PARAMS, child_env, copy_tracked_files, edit_params_file
+from stages.predict import MODEL_FILES  # noqa: F401  (the files a teammate pulls to score)
 
 
 def command_env(**extra: str) -> dict[str, str]:
-    """The environment of every command: this venv's python first, git identity, no DVC analytics."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    """The environment of every command: a stage's (child_env), git identity, no DVC analytics."""
+    env = child_env()
     env.update({
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",

@@ -1,4 +1,15 @@
-"""The propensity pipeline: one module per DVC stage, each run as `python -m stages.<name>`."""
+"""The propensity pipeline.
+
+    stages/<step>.py   one file per DVC stage, run as `python -m stages.<step>`:
+                       generate, preprocess, resample, tune, calibrate, train, evaluate
+    stages/predict.py  commands users run that are not DAG steps: scoring new customers
+    stages/report.py   and the pull-request report
+    stages/lib/        the library they all share; no stage imports another stage
+
+Each command is thin (arguments, read, call the library, write); dvc.yaml lists,
+for every stage, its own file and the library modules it imports
+(tests/test_layout.py checks that the list is exact).
+"""
 
 import sys
 
@@ -6,6 +17,6 @@ import sys
 # only then the stage module, which spends seconds loading pandas, scikit-learn and
 # LightGBM. A Ctrl-C in those seconds must end the run quietly too, not with a traceback.
 if sys.argv[:1] == ["-m"]:
-    from stages.cli import exit_quietly_on_interrupt
+    from stages.lib.cli import exit_quietly_on_interrupt
 
     exit_quietly_on_interrupt()

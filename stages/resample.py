@@ -11,45 +11,13 @@ copies the training split unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
-
-from stages.cli import run_stage, stage_parser
-from stages.config import ResampleParams, load_params
-from stages.modeling import OVERSAMPLERS, check_minority_size, oversample
-from stages.schema import LABEL, SYNTHETIC, split_features
-from stages.tables import read_table, table_format, write_json, write_table
-
-def class_counts(y: np.ndarray) -> dict[str, int]:
-    return {"buyers": int(np.sum(y == 1)), "non_buyers": int(np.sum(y == 0)), "rows": int(len(y))}
-
-
-def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
-                      id_columns: list[str], source: str = "training split") -> tuple[pd.DataFrame, dict]:
-    """Return (resampled table, report of class counts before and after)."""
-    features, y = split_features(train, id_columns, source)
-    check_minority_size(int(min(y.sum(), len(y) - y.sum())), resample, source)
-    if resample.method in OVERSAMPLERS:
-        features_out, y_out = oversample(features, y, resample.method, resample.k_neighbors,
-                                         resample.sampling_strategy, seed)
-    else:
-        features_out, y_out = features.reset_index(drop=True), y
-    n_original, n_out = len(train), len(features_out)
-    ids = train[id_columns].reset_index(drop=True).reindex(range(n_out))
-    for column in id_columns:
-        if pd.api.types.is_integer_dtype(train[column]):
-            ids[column] = ids[column].astype("Int64")
-    synthetic = np.arange(n_out) >= n_original
-    table = pd.concat([ids, features_out, pd.DataFrame({LABEL: y_out, SYNTHETIC: synthetic})], axis=1)
-    report = {
-        "method": resample.method,
-        "before": class_counts(y),
-        "after": class_counts(y_out),
-        "synthetic_rows": int(synthetic.sum()),
-    }
-    return table, report
+from stages.lib.cli import run_stage, stage_parser
+from stages.lib.files import write_json
+from stages.lib.params import load_params
+from stages.lib.resampling import resample_training
+from stages.lib.tables import read_table, table_format, write_table
 
 
 def main(argv: Sequence[str]) -> None:

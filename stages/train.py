@@ -10,22 +10,14 @@ LightGBM's own text model, which is readable and loads without Python.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
-from lightgbm import LGBMClassifier
-
-from stages.cli import run_stage, stage_parser
-from stages.config import Params, load_params
-from stages.modeling import make_classifier
-from stages.schema import split_features
-from stages.tables import atomic_path, read_json, read_table, save_object
-
-
-def train_model(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict) -> LGBMClassifier:
-    classifier = make_classifier(params.model, params.resample, params.base.seed, best_params)
-    return classifier.fit(features, y)
+from stages.lib.cli import run_stage, stage_parser
+from stages.lib.files import atomic_path, read_json, save_object
+from stages.lib.models import train_model
+from stages.lib.params import load_params
+from stages.lib.schema import split_features
+from stages.lib.tables import read_table
 
 
 def main(argv: Sequence[str]) -> None:

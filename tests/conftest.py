@@ -1,4 +1,4 @@
-"""Shared fixtures: small params parsed from the repository's params.yaml, and small frames.
+"""Shared fixtures: the tests' own small params, small frames, spies, and one reproduced repository.
 
 Every stage's plain functions are tested on a few thousand generated customers
 with a tiny search (2 iterations, 2 folds, 30 trees), so the unit tests run in
@@ -10,43 +10,29 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-# Re-exported for the tests that import them from here.
-from stage_runs import REPO_ROOT, SMALL_PARAMS, committed_params, set_key, write_params  # noqa: F401
-from stages.config import Params, parse_params
-from stages.generate import generate_customers
-from stages.preprocess import preprocess_customers
-from stages.resample import resample_training
-from stages.schema import split_features
+from stages.lib.params import Params, parse_params
+from stages.lib.preprocessing import preprocess_customers
+from stages.lib.resampling import resample_training
+from stages.lib.schema import split_features
+from stages.lib.synthetic import generate_customers
+from tests.helpers import dvc, edited_params, git, new_repo, set_key
 
-
-# The small params of the end-to-end runs, for stage functions called in this process.
-SMALL = {
-    **SMALL_PARAMS,
-    "generate.rows": 4000,
-    # Cross-validation in this process: the fit spies see only fits made here, not in worker processes.
-    "tune.n_jobs": 1,
-}
-
-
-def small_raw_params(**overrides: Any) -> dict:
-    """The committed params.yaml with SMALL applied, then `overrides` (keys with '.' as '__')."""
-    raw = committed_params()
-    for key, value in SMALL.items():
-        set_key(raw, key, value)
-    for key, value in overrides.items():
-        set_key(raw, key.replace("__", "."), value)
-    return raw
+# The tests' params for stage functions called in this process: a few more customers, and
+# cross-validation in this process, so the fit spies see every fit (none in worker processes).
+IN_PROCESS = {"generate.rows": 4000, "tune.n_jobs": 1}
 
 
 @pytest.fixture(scope="session")
 def small_raw() -> dict:
-    return small_raw_params()
+    return edited_params(IN_PROCESS)
 
 
 @pytest.fixture
@@ -198,3 +184,16 @@ def read_spy(monkeypatch) -> Callable[[object], list[str]]:
             monkeypatch.setattr(module, name, spied)
         return opened
     return install
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory) -> Path:
+    """A test repository after `dvc repro`, with dvc.lock and metrics committed; built once per session.
+
+    Tests must not change it; one that needs to copies it first (`tests.helpers.copy_repo`).
+    """
+    repo = new_repo(tmp_path_factory.mktemp("reproduced") / "repo")
+    dvc("repro", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "reproduce with the test params", cwd=repo)
+    return repo

@@ -14,22 +14,23 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from stage_runs import (DELETE, child_env, edited_params, run_stage, snapshot, stage_command,
-                        temp_files, write_params)
-from stages.config import GenerateParams, parse_params
-from stages.generate import ID_COLUMN, TARGET_COLUMN, generate_customers
-from stages.preprocess import preprocess_customers
-from stages.schema import LABEL
-from stages.tables import save_object, write_json, write_table
+from stages.lib import plots
+from stages.lib.files import save_object, write_json
+from stages.lib.params import GenerateParams, parse_params
+from stages.lib.preprocessing import preprocess_customers
+from stages.lib.schema import LABEL
+from stages.lib.synthetic import ID_COLUMN, TARGET_COLUMN, generate_customers
+from stages.lib.tables import write_table
+from tests.helpers import DELETE, child_env, edited_params, python_module, snapshot, temp_files, write_params
 
 EXIT_BAD_INPUT = 2
 ROWS = 1000
@@ -84,9 +85,7 @@ class Workspace:
             "generate": [self.out / "customers.csv", self.out / "true_probability.parquet"],
             "preprocess": [self.out / "train.parquet", self.out / "test.parquet", self.out / "preprocessor.joblib"],
             "resample": [self.out / "resampled.parquet", self.out / "resample.json"],
-            "evaluate": [self.out / "metrics.json", *(self.out / "plots" / name for name in (
-                "roc.json", "precision_recall.json", "confusion.json", "calibration.json", "gains.json",
-                "feature_importance.json", "feature_importance.png"))],
+            "evaluate": [self.out / "metrics.json", *(self.out / "plots" / name for name in plots.TEST_PLOT_FILES)],
         }[self.stage]
 
     def args(self) -> list[str | Path]:
@@ -275,8 +274,7 @@ def runs(request, tmp_path_factory, customers, processed) -> dict[str, Run]:
 
     def execute(item):
         case, workspace, before = item
-        result = subprocess.run(stage_command(case.stage, workspace.args()), cwd=Path(__file__).parents[1],
-                                env=child_env(), capture_output=True, text=True, timeout=300)
+        result = python_module(f"stages.{case.stage}", *workspace.args(), check=False, timeout=300)
         return case.id, Run(workspace, before, snapshot(workspace.outputs()), result)
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
@@ -307,8 +305,8 @@ def test_every_params_problem_is_reported_at_once(tmp_path):
         "preprocess.test_size": "a fifth",
     }), tmp_path / "params.yaml")
     output = tmp_path / "out" / "customers.csv"
-    result = run_stage("generate", ["--params", params, "--output", output,
-                                    "--probabilities", tmp_path / "out" / "p.parquet"])
+    result = python_module("stages.generate", "--params", params, "--output", output,
+                           "--probabilities", tmp_path / "out" / "p.parquet", check=False)
     lines = result.stderr.splitlines()
     assert result.returncode == EXIT_BAD_INPUT
     assert "Traceback" not in result.stderr
@@ -328,8 +326,9 @@ def test_duplicate_ids_warn_by_default_and_keep_the_first_row(tmp_path, customer
     write_table(frame, source)
     params = write_params(edited_params({}), tmp_path / "params.yaml")
     out = tmp_path / "out"
-    result = run_stage("preprocess", ["--params", params, "--input", source, "--train", out / "train.parquet",
-                                      "--test", out / "test.parquet", "--preprocessor", out / "pp.joblib"])
+    result = python_module("stages.preprocess", "--params", params, "--input", source,
+                           "--train", out / "train.parquet", "--test", out / "test.parquet",
+                           "--preprocessor", out / "pp.joblib", check=False)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "4 rows repeat a customer ID" in warnings[0], result.stderr
@@ -341,7 +340,9 @@ def test_duplicate_ids_warn_by_default_and_keep_the_first_row(tmp_path, customer
 def test_debug_shows_the_traceback(tmp_path):
     params = write_params(edited_params({"tune.n_iter": 0}), tmp_path / "params.yaml")
     args = ["--params", params, "--output", tmp_path / "c.csv", "--probabilities", tmp_path / "p.parquet"]
-    for result in (run_stage("generate", [*args, "--debug"]), run_stage("generate", args, PROPENSITY_DEBUG="1")):
+    debug_flag = python_module("stages.generate", *args, "--debug", check=False)
+    debug_env = python_module("stages.generate", *args, env=child_env(PROPENSITY_DEBUG="1"), check=False)
+    for result in (debug_flag, debug_env):
         assert result.returncode == EXIT_BAD_INPUT
         assert "Traceback" in result.stderr and "ParamsError" in result.stderr
         assert result.stderr.splitlines()[-1].startswith("error: ") and "tune.n_iter" in result.stderr

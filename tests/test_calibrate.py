@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from conftest import write_params
 from stages import calibrate
-from stages.calibrate import calibrate_and_choose, choose_threshold, threshold_curve
-from stages.calibration import ProbabilityCalibrator
-from stages.config import ThresholdParams
-from stages.errors import DataError
-from stages.tables import write_table
+from stages.lib.calibration import ProbabilityCalibrator
+from stages.lib.errors import DataError
+from stages.lib.params import ThresholdParams
+from stages.lib.tables import write_table
+from stages.lib.thresholds import calibrate_and_choose, choose_threshold, threshold_curve
+from tests.helpers import write_params
 
-# Ten customers, best score first. Flagging everyone with score >= t gives (by hand):
 #   t     0.95  0.9   0.8   0.7   0.6   0.5   0.4   0.3   0.2   0.1
 #   TP    1     2     2     3     3     3     4     4     4     4
 #   FP    0     0     1     1     2     3     3     4     5     6

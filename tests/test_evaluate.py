@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_params
 from stages import evaluate
-from stages.calibration import ProbabilityCalibrator
-from stages.config import EvaluateParams
-from stages.evaluate import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
-from stages.schema import split_features
-from stages.tables import save_object, write_json, write_table
-from stages.train import train_model
+from stages.lib.calibration import ProbabilityCalibrator
+from stages.lib.files import save_object, write_json
+from stages.lib.metrics import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
+from stages.lib.models import train_model
+from stages.lib.params import EvaluateParams
+from stages.lib.schema import split_features
+from stages.lib.tables import write_table
+from tests.helpers import write_params
 
 FLAT_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
              "tp", "fp", "tn", "fn", "threshold"}
@@ -79,9 +80,8 @@ def test_evaluate_scores_reports_the_flat_keys_and_both_thresholds():
     assert {"precision_at_0_5", "recall_at_0_5", "f1_at_0_5", "tp_at_0_5", "brier", "log_loss", "mcc",
             "balanced_accuracy", "lift_at_top", "capture_rate_at_top", "precision_at_k", "baseline"} <= set(metrics)
     assert metrics["threshold"] == 0.6
-    assert {k: metrics[k] for k in ("tp", "fp", "tn", "fn", "precision", "recall")} == {
-        k: v for k, v in decision_metrics(y, scores >= 0.6).items() if k in ("tp", "fp", "tn", "fn", "precision", "recall")
-    }
+    keys = ("tp", "fp", "tn", "fn", "precision", "recall")
+    assert {k: metrics[k] for k in keys} == {k: v for k, v in decision_metrics(y, scores >= 0.6).items() if k in keys}
     assert metrics["tp_at_0_5"] == int(np.sum((scores >= 0.5) & (y == 1)))
     assert metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"] == 400 == metrics["test_rows"]
     assert metrics["baseline"]["accuracy"] == pytest.approx(1 - y.mean())

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from stages.config import GenerateParams
-from stages.generate import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
+from stages.lib.params import GenerateParams
+from stages.lib.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
 
 ROWS = 5000
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from stage_runs import edited_params, run_stage, start_stage, temp_files, write_params
-from stages.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
-from stages.tables import read_table
+from stages.lib.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+from stages.lib.tables import read_table
+from tests.helpers import edited_params, python_module, start_module, temp_files, write_params
 
 BIG_ROWS = 300_000
 PREVIOUS_ROWS = 2_000
@@ -43,10 +43,10 @@ class Generate:
         return [self.out / name for name in OUTPUT_NAMES]
 
     def run(self, params: Path) -> subprocess.CompletedProcess:
-        return run_stage("generate", self.args(params))
+        return python_module("stages.generate", *self.args(params), check=False)
 
     def start(self) -> subprocess.Popen:
-        return start_stage("generate", self.args(self.big))
+        return start_module("stages.generate", *self.args(self.big))
 
 
 def wait_until_writing(process: subprocess.Popen, folder: Path, timeout: float = 120) -> Path | None:

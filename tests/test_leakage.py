@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_params
 from stages import calibrate, preprocess, resample, train, tune
-from stages.calibrate import calibrate_and_choose
-from stages.features import CustomerPreprocessor
-from stages.generate import generate_customers
-from stages.preprocess import preprocess_customers
-from stages.schema import LABEL, SYNTHETIC
-from stages.tables import read_table, write_json, write_table
-from stages.tune import tune_hyperparameters
+from stages.lib.features import CustomerPreprocessor
+from stages.lib.files import write_json
+from stages.lib.preprocessing import preprocess_customers
+from stages.lib.schema import LABEL, SYNTHETIC
+from stages.lib.synthetic import generate_customers
+from stages.lib.tables import read_table, write_table
+from stages.lib.thresholds import calibrate_and_choose
+from stages.lib.tuning import tune_hyperparameters
+from tests.helpers import write_params
 
 ID = "customer_id"
 BEST = {"learning_rate": 0.1, "num_leaves": 15}

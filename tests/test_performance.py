@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from benchmarks.run import check_targets, child_env, markdown
-from stages.config import parse_params
-from stages.errors import DataError, ParamsError
-from stages.tune import TuningProgress, tune_hyperparameters
+from benchmarks.markdown import markdown
+from benchmarks.measure import child_env
+from benchmarks.targets import check_targets
+from stages.lib.errors import DataError, ParamsError
+from stages.lib.params import parse_params
+from stages.lib.tuning import TuningProgress, tune_hyperparameters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,20 +40,14 @@ def test_progress_is_silent_when_stderr_is_not_a_terminal():
     assert stream.getvalue() == ""
 
 
-def test_progress_rewrites_one_line_with_best_score_and_eta():
+def test_progress_shows_iterations_done_and_the_best_score_on_a_terminal():
     stream = Terminal()
     progress = TuningProgress(4, "average_precision", stream)
     progress(FakeResult([0.30]))
     progress(FakeResult([0.30, 0.42]))
     progress.close()
-    text = stream.getvalue()
-    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
-    last = text.split("\r")[-1]
-    assert "iteration 2/4" in last and "best average_precision 0.4200" in last and "ETA" in last
-
-
-def test_eta_is_elapsed_per_iteration_times_iterations_left():
-    assert TuningProgress(10, "roc_auc", io.StringIO()).line(2, 0.5, 60).endswith("elapsed 1:00, ETA 4:00")
+    last = stream.getvalue().rstrip("\n").split("\r")[-1]
+    assert "2/4" in last and "best average_precision 0.4200" in last, stream.getvalue()
 
 
 def test_tuning_reports_each_step_to_the_progress_callback(params_with, train_xy):
@@ -62,12 +56,12 @@ def test_tuning_reports_each_step_to_the_progress_callback(params_with, train_xy
     result = tune_hyperparameters(features, y, params_with(tune__n_jobs=1, tune__n_points=2),
                                   TuningProgress(2, "average_precision", stream))
     # n_points=2 proposes both candidates in one step: one update, after both were scored.
-    assert stream.getvalue().count("\r") == 1 and "iteration 2/2" in stream.getvalue()
+    assert "2/2" in stream.getvalue() and "1/2" not in stream.getvalue()
     assert len(result.trace) == 2
 
 
-def test_n_points_must_be_positive():
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+def test_n_points_must_be_positive(raw_params):
+    raw = raw_params
     raw["tune"]["n_points"] = 0
     with pytest.raises(ParamsError, match="tune.n_points"):
         parse_params(raw)
@@ -75,28 +69,30 @@ def test_n_points_must_be_positive():
 
 PROFILED_FIT = """
 import numpy as np
-import stages.modeling
 from lightgbm import LGBMClassifier
+from stages.lib import resampling
 X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
 LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
-print(hasattr(LGBMClassifier.fit, "__wrapped__"))
+print(hasattr(LGBMClassifier.fit, "__wrapped__"), hasattr(resampling.oversample, "__wrapped__"))
 """
 
 
 @pytest.mark.parametrize("profiled", [True, False])
-def test_profile_env_times_every_lightgbm_fit_and_costs_nothing_when_unset(tmp_path, profiled):
+def test_profile_hook_times_every_lightgbm_fit_and_costs_nothing_when_unset(tmp_path, profiled):
     log = tmp_path / "profile.jsonl"
-    env = {k: v for k, v in os.environ.items() if k != "PROPENSITY_PROFILE"}
-    if profiled:
-        env["PROPENSITY_PROFILE"] = str(log)
-    out = subprocess.run([sys.executable, "-c", PROFILED_FIT], cwd=REPO_ROOT, env=env,
+    out = subprocess.run([sys.executable, "-c", PROFILED_FIT], cwd=REPO_ROOT, env=child_env(log if profiled else None),
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == str(profiled)
+    assert out.strip() == f"{profiled} {profiled}"
     if profiled:
         records = [json.loads(line) for line in log.read_text().splitlines()]
         assert [r["event"] for r in records] == ["lightgbm_fit"] and records[0]["seconds"] > 0
     else:
         assert not log.exists()
+
+
+def test_the_pipeline_code_knows_nothing_of_profiling():
+    for path in (REPO_ROOT / "stages").rglob("*.py"):
+        assert "PROPENSITY_PROFILE" not in path.read_text(), path
 
 
 WORKER_FIT = """
@@ -155,7 +151,8 @@ def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(params_wi
 
 def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(train_xy, monkeypatch):
     import lightgbm
-    from stages.modeling import EarlyStoppingClassifier
+
+    from stages.lib.models import EarlyStoppingClassifier
 
     features, y = train_xy
     seen = {}
@@ -215,7 +212,7 @@ def test_early_stopping_never_sees_the_fold_it_is_scored_on(params_with, train_x
 def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatch, method):
     from sklearn.neighbors import NearestNeighbors
 
-    import stages.modeling as modeling
+    import stages.lib.resampling as modeling
 
     features, y = train_xy
     fast = modeling.oversample(features, y, method, 5, 0.5, 7)
@@ -232,7 +229,7 @@ class SearchStopped(Exception):
 @pytest.mark.parametrize("threads, n_jobs, per_fit", [(1, 2, 1), (2, 2, 1), (4, 2, 2), (2, 1, 2)])
 def test_tuning_workers_share_the_threads_instead_of_multiplying_them(params_with, train_xy, monkeypatch,
                                                                       threads, n_jobs, per_fit):
-    import stages.tune as tune
+    import stages.lib.tuning as tune
 
     built = []
     original = tune.make_pipeline

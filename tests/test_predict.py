@@ -10,19 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from stages import predict
-from stages.cli import run_stage
-from stages.tables import read_json
-from tests.workflow_helpers import customers_to_score, python_module, reproduced_repo
+from stages.lib.cli import run_stage
+from stages.lib.files import read_json
+from tests.helpers import customers_to_score, python_module
+
+pytestmark = pytest.mark.e2e  # scores with the model of a reproduced repository
 
 OUTPUT_COLUMNS = ["customer_id", "purchase_probability", "will_buy", "rank", "decile"]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return reproduced_repo(tmp_path_factory)
+def repo(reproduced_repo) -> Path:
+    return reproduced_repo
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +64,6 @@ def assert_refused(result, output: Path, *phrases: str) -> str:
         assert phrase in lines[0], lines[0]
     assert not output.exists()
     return lines[0]
-
-
-def test_model_files_are_the_paths_dvc_yaml_declares():
-    declared = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["vars"][0]["paths"]
-    assert predict.PREPROCESSOR == declared["preprocessor"]
-    assert predict.MODEL == declared["model"]
-    assert predict.CALIBRATOR == declared["calibrator"]
-    assert predict.THRESHOLD == declared["threshold"]
 
 
 def test_scores_every_row_with_ids_probability_decision_rank_and_decile(repo, customers, tmp_path):
@@ -218,20 +211,3 @@ def test_outside_the_repository_the_lock_must_be_given(repo, customers, tmp_path
     assert_refused(result, output, "dvc.lock", "--lock")
     score(customers, output, "--models", str(models), "--lock", str(repo / "dvc.lock"))
     assert len(pd.read_csv(output)) == len(pd.read_csv(customers))
-
-
-def test_rank_breaks_probability_ties_by_raw_score_then_input_order():
-    probability = np.array([0.2, 0.5, 0.5, 0.5, 0.1])
-    raw = np.array([0.3, 0.6, 0.7, 0.6, 0.05])
-    rank, decile = predict.rank_and_decile(probability, raw)
-    assert rank.tolist() == [4, 2, 1, 3, 5]
-    assert decile.tolist() == [7, 3, 1, 5, 9]
-
-
-@pytest.mark.parametrize("rows", [1, 9, 10, 11, 25, 1000])
-def test_deciles_split_the_ranked_list_into_tenths(rows):
-    rank, decile = predict.rank_and_decile(np.linspace(1, 0, rows), np.zeros(rows))
-    counts = np.bincount(decile, minlength=11)[1:]
-    assert decile[rank == 1] == 1 and decile.max() <= 10
-    assert counts.max() - counts[counts > 0].min() <= 1  # as even as the row count allows
-    assert np.all(np.diff(decile[np.argsort(rank)]) >= 0)

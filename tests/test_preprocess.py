@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.features import INDICATOR_SUFFIX, MISSING_LEVEL, OTHER_LEVEL, CustomerPreprocessor
-from stages.preprocess import preprocess_customers
-from stages.schema import LABEL
-from stages.tables import load_object, save_object
+from stages.lib.features import INDICATOR_SUFFIX, MISSING_LEVEL, OTHER_LEVEL, CustomerPreprocessor
+from stages.lib.files import load_object, save_object
+from stages.lib.preprocessing import preprocess_customers
+from stages.lib.schema import LABEL
 
 ID = "customer_id"
 

@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.workflow_helpers import (
-    MODEL_FILES, command_env, copy_repo, customers_to_score, dvc, free_port, git, python_module,
-    reproduced_repo,
-)
+from stages.lib.scoring import MODEL_FILES
+from tests.helpers import child_env, copy_repo, customers_to_score, dvc, free_port, git, python_module
+
+pytestmark = pytest.mark.e2e
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
           "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
@@ -24,8 +24,8 @@ BUCKET = "propensity-test"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return reproduced_repo(tmp_path_factory)
+def repo(reproduced_repo) -> Path:
+    return reproduced_repo
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_round_trip_through_an_s3_compatible_server(repo, customers, tmp_path):
         s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        env = command_env(**S3_ENV)
+        env = child_env(**S3_ENV)
 
         origin = copy_repo(repo, tmp_path / "origin")
         # As the README says: the S3 remote and its endpoint are committed, credentials never are.

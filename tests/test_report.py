@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from stages.report import HEADLINE, format_change, format_value
-from tests.workflow_helpers import copy_repo, dvc, git, python_module, reproduced_repo, set_params
+from stages.lib.report_markdown import HEADLINE, format_change, format_value
+from tests.helpers import copy_repo, dvc, edit_params_file, git, python_module
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def two_commits(tmp_path_factory) -> Path:
+def two_commits(reproduced_repo, tmp_path_factory) -> Path:
     """The reproduced repository plus a commit that flags the top 20 % instead of maximising F1."""
-    repo = copy_repo(reproduced_repo(tmp_path_factory), tmp_path_factory.mktemp("report") / "repo")
-    set_params(repo, {"threshold.objective": "top_fraction", "threshold.top_fraction": 0.2})
+    repo = copy_repo(reproduced_repo, tmp_path_factory.mktemp("report") / "repo")
+    edit_params_file(repo / "params.yaml", {"threshold.objective": "top_fraction", "threshold.top_fraction": 0.2})
     dvc("repro", cwd=repo)
     git("commit", "-q", "-am", "flag the top 20 %", cwd=repo)
     return repo

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import DataError
-from stages.modeling import oversample
-from stages.resample import class_counts, resample_training
-from stages.schema import LABEL, SYNTHETIC
+from stages.lib.errors import DataError
+from stages.lib.resampling import class_counts, oversample, resample_training
+from stages.lib.schema import LABEL, SYNTHETIC
 
 ID = "customer_id"
 

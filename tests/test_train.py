@@ -6,11 +6,12 @@ import lightgbm
 import numpy as np
 import pytest
 
-from conftest import write_params
 from stages import train
-from stages.schema import split_features
-from stages.tables import load_object, write_json, write_table
-from stages.train import train_model
+from stages.lib.files import load_object, write_json
+from stages.lib.models import train_model
+from stages.lib.schema import split_features
+from stages.lib.tables import write_table
+from tests.helpers import write_params
 
 BEST = {"learning_rate": 0.1, "num_leaves": 15, "colsample_bytree": 0.7, "min_child_samples": 20}
 

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_params
 from stages import tune
-from stages.schema import split_features
-from stages.tables import write_table
-from stages.tune import search_space, stratified_sample, tune_hyperparameters
+from stages.lib.models import stratified_sample
+from stages.lib.schema import split_features
+from stages.lib.tables import write_table
+from stages.lib.tuning import search_space, tune_hyperparameters
+from tests.helpers import write_params
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,51 @@
 """Imported at start-up by every Python process of a benchmarked stage (on PYTHONPATH).
 
-stages.modeling wraps LightGBM's fit in a timer when PROPENSITY_PROFILE is set,
-but only in processes that import it. Cross-validation workers import only what
-the pickled estimator references: with `resample.method: none` that is LightGBM
-and imbalanced-learn, never stages.modeling, so their fits went uncounted.
-Importing it here counts them, without changing the pipeline being measured.
+With PROPENSITY_PROFILE set to a file, every LightGBM fit and every oversampling
+appends its duration there, one JSON line per call, from whichever process ran
+it: the stage, and its cross-validation workers too, which import only what the
+pickled estimator references (with `resample.method: none`, LightGBM and
+imbalanced-learn, never the stages). The pipeline's code knows nothing of this.
+Unset: nothing is imported or wrapped.
 """
 
+import functools
+import json
 import os
+import time
 
-if os.environ.get("PROPENSITY_PROFILE"):
+PROFILE_ENV = "PROPENSITY_PROFILE"
+
+
+def _timed(label, function, path):
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            record = {"event": label, "seconds": time.perf_counter() - start, "pid": os.getpid()}
+            # One short append per call: lines from parallel workers do not interleave.
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    return timed
+
+
+def _install(path):
     try:
-        import stages.modeling  # noqa: F401  (installs the timer)
+        from lightgbm import LGBMClassifier
     except ImportError:
-        pass  # a process that is not a stage (dvc itself): nothing to time
+        return  # a process that is not a stage's (dvc itself): nothing to time
+    if not hasattr(LGBMClassifier.fit, "__wrapped__"):
+        LGBMClassifier.fit = _timed("lightgbm_fit", LGBMClassifier.fit, path)
+    try:
+        from stages.lib import resampling
+    except ImportError:
+        return
+    if not hasattr(resampling.oversample, "__wrapped__"):
+        # Pickles of the resampler name `stages.lib.resampling.oversample`: the wrapper, found under that name.
+        resampling.oversample = _timed("oversample", resampling.oversample, path)
+
+
+if os.environ.get(PROFILE_ENV):
+    _install(os.environ[PROFILE_ENV])

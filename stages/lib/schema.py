@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stages.config import DataParams
-from stages.errors import DataError
+from stages.lib.errors import DataError
+from stages.lib.params import DataParams
 
 # Columns of the tables passed between stages: the 0/1 label (1: bought) and,
 # in the resampled training table, the flag of rows SMOTE made.

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from stages.errors import DataError
-from stages.schema import TableSchema
+from stages.lib.errors import DataError
+from stages.lib.schema import TableSchema
 
 MISSING_LEVEL = "__missing__"
 OTHER_LEVEL = "__other__"
@@ -59,7 +59,7 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         self.id_columns = id_columns
 
     @classmethod
-    def for_schema(cls, schema: TableSchema, rare_category_min_count: int) -> "CustomerPreprocessor":
+    def for_schema(cls, schema: TableSchema, rare_category_min_count: int) -> CustomerPreprocessor:
         return cls(list(schema.numeric_columns), list(schema.categorical_columns), rare_category_min_count,
                    list(schema.id_columns))
 
@@ -67,7 +67,7 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
     def input_columns(self) -> list[str]:
         return list(self.numeric_columns) + list(self.categorical_columns)
 
-    def fit(self, frame: pd.DataFrame, y=None) -> "CustomerPreprocessor":
+    def fit(self, frame: pd.DataFrame, y=None) -> CustomerPreprocessor:
         numeric = self._numeric_block(frame, "training data")
         self.medians_ = {c: float(numeric[c].median()) for c in self.numeric_columns}
         self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from stages.errors import ParamsError
+from stages.lib.errors import ParamsError
 
 DEFAULT_PARAMS_PATH = "params.yaml"
 
@@ -275,7 +276,7 @@ def _check_data(data: DataParams, problems: list[str]) -> None:
         problems.append(f"{_where('data.target')} '{data.target}' is also listed in data.id_columns; list it once")
     if data.categorical_columns and data.target in data.categorical_columns:
         problems.append(f"{_where('data.categorical_columns')} lists the target '{data.target}'; remove it")
-    if not Path(data.path).suffix.lower() in (".csv", ".parquet", ".pq"):
+    if Path(data.path).suffix.lower() not in (".csv", ".parquet", ".pq"):
         problems.append(f"{_where('data.path')} is {data.path!r}; expected a .csv or .parquet file")
 
 

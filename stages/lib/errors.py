@@ -1,6 +1,6 @@
 """Errors a user can fix: each message names the problem and the fix.
 
-`stages.cli.run_stage` turns them into one line on stderr and a non-zero exit.
+`stages.lib.cli.run_stage` turns them into one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations

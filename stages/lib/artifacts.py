@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
 import yaml
 
-from stages.errors import ArtifactError
+from stages.lib.errors import ArtifactError
 
 LOCK_FILE = "dvc.lock"
 FIX = "run `dvc pull` to fetch the files dvc.lock records, or `dvc repro` to rebuild them"

@@ -1,9 +1,8 @@
-"""The probability calibration saved with the model.
+"""The probability calibration saved with the model: none, sigmoid (Platt) or isotonic.
 
-It lives here, not in stages/calibrate.py, because it is pickled: a class
-defined in a module run as `python -m stages.calibrate` would pickle as
-`__main__.ProbabilityCalibrator`, which evaluate and predict cannot unpickle.
-Keeping it apart also spares scoring the stage's imports (matplotlib, imblearn).
+It is pickled, and evaluate and predict load it, so it lives in this small
+module with only NumPy and scikit-learn imports: scoring does not pay for the
+calibrate stage's imports (matplotlib, imbalanced-learn).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ class ProbabilityCalibrator:
     def __init__(self, method: str):
         self.method = method
 
-    def fit(self, scores: np.ndarray, y: np.ndarray) -> "ProbabilityCalibrator":
+    def fit(self, scores: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
         if self.method == "sigmoid":
             self.mapping_ = LogisticRegression(C=1e6).fit(self._logit(scores), y)
         elif self.method == "isotonic":

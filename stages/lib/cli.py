@@ -1,7 +1,7 @@
 """The command-line shell every stage shares: arguments, params, error reporting.
 
 A stage's `main(argv)` parses its arguments with `stage_parser`, loads params
-with `stages.config.load_params`, calls plain functions and writes outputs.
+with `stages.lib.params.load_params`, calls plain functions and writes outputs.
 `run_stage` maps a PipelineError to one line on stderr and exit code 2, and
 Ctrl-C to a short message and 130, without a traceback unless `--debug` or
 PROPENSITY_DEBUG=1 asks for one.
@@ -14,9 +14,9 @@ import os
 import signal
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from stages.errors import PipelineError
+from stages.lib.errors import PipelineError
 
 DEBUG_ENV = "PROPENSITY_DEBUG"
 

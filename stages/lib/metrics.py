@@ -1,0 +1,106 @@
+"""What the pipeline measures: decisions at a threshold, the top of the ranked list, ranking and probabilities.
+
+`calibrate` reads the out-of-fold numbers and `evaluate` the test-split ones
+from the same functions, so a precision means the same thing in both files.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    log_loss,
+    matthews_corrcoef,
+    roc_auc_score,
+)
+
+from stages.lib.errors import DataError
+from stages.lib.params import EvaluateParams
+
+
+def top_count(fraction: float, rows: int) -> int:
+    """How many of `rows` customers a contact budget of `fraction` flags (at least one)."""
+    # Round off float noise first: 0.07 * 100 is 7.000000000000001, and its ceiling 8.
+    return max(1, math.ceil(round(fraction * rows, 9)))
+
+
+def decision_metrics(y: np.ndarray, flagged: np.ndarray, suffix: str = "") -> dict:
+    """Confusion counts, precision, recall, F1 and accuracy of a yes/no decision."""
+    tp = int(np.sum(flagged & (y == 1)))
+    fp = int(np.sum(flagged & (y == 0)))
+    fn = int(np.sum(~flagged & (y == 1)))
+    tn = int(np.sum(~flagged & (y == 0)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    values = {"precision": precision, "recall": recall, "f1": f1, "accuracy": (tp + tn) / len(y),
+              "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    return {f"{key}{suffix}": value for key, value in values.items()}
+
+
+def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> dict:
+    """Precision, lift and capture rate when contacting the top `fraction` of customers."""
+    k = top_count(fraction, len(y))
+    top = np.argsort(-scores, kind="stable")[:k]
+    buyers_in_top = int(y[top].sum())
+    precision_at_k = buyers_in_top / k
+    base_rate = y.mean()
+    return {
+        "top_fraction": fraction,
+        "k": k,
+        "precision_at_k": precision_at_k,
+        "lift_at_top": precision_at_k / base_rate if base_rate else 0.0,
+        "capture_rate_at_top": buyers_in_top / max(int(y.sum()), 1),
+    }
+
+
+def evaluate_scores(y: np.ndarray, scores: np.ndarray, threshold: float, settings: EvaluateParams) -> dict:
+    """Every test metric of calibrated scores at the chosen threshold."""
+    flagged = scores >= threshold
+    clipped = np.clip(scores, 1e-15, 1 - 1e-15)
+    metrics = {
+        **decision_metrics(y, flagged),
+        "threshold": threshold,
+        "roc_auc": float(roc_auc_score(y, scores)),
+        "average_precision": float(average_precision_score(y, scores)),
+        **decision_metrics(y, scores >= 0.5, suffix="_at_0_5"),
+        "balanced_accuracy": float(balanced_accuracy_score(y, flagged)),
+        "mcc": float(matthews_corrcoef(y, flagged)),
+        "brier": float(brier_score_loss(y, scores)),
+        "log_loss": float(log_loss(y, clipped, labels=[0, 1])),
+        "expected_buyers": float(scores.sum()),
+        "actual_buyers": int(y.sum()),
+        "test_rows": int(len(y)),
+        **top_of_list_metrics(y, scores, settings.top_fraction),
+        # Always answering "no": what accuracy alone is worth on this problem.
+        "baseline": {"accuracy": float(1 - y.mean()), "precision": 0.0, "recall": 0.0, "f1": 0.0},
+    }
+    return metrics
+
+
+def ideal_scorer_metrics(y: np.ndarray, scores: np.ndarray, true_probability: np.ndarray) -> dict:
+    """The true probabilities scored like the model, and the model's share of each."""
+    ideal = {
+        "roc_auc": float(roc_auc_score(y, true_probability)),
+        "average_precision": float(average_precision_score(y, true_probability)),
+        "brier": float(brier_score_loss(y, true_probability)),
+    }
+    model = {"roc_auc": roc_auc_score(y, scores), "average_precision": average_precision_score(y, scores),
+             "brier": brier_score_loss(y, scores)}
+    ratios = {f"{key}_ratio": float(model[key] / ideal[key]) for key in ideal}
+    return {**ideal, **ratios}
+
+
+def check_test_labels(y: np.ndarray, source: str) -> None:
+    """Precision, recall and every ranking metric need buyers and non-buyers in the test split."""
+    buyers = int(np.sum(y == 1))
+    if buyers == 0 or buyers == len(y):
+        which = "no buyer" if buyers == 0 else "only buyer"
+        raise DataError(
+            f"{source}: the test split has {which} rows ({len(y):,} rows); nothing can be measured. "
+            "Use more data or a larger preprocess.test_size, then run `dvc repro`"
+        )

@@ -1,0 +1,160 @@
+"""The estimators the model stages share: LightGBM, the resampling pipeline, cross-validation rows.
+
+`tune`, `calibrate` and `train` build their models here, so cross-validation,
+out-of-fold predictions and the final fit use the same objects. The resampler
+sits inside an imbalanced-learn Pipeline: it runs only while fitting, so in
+cross-validation it sees each training fold and never a validation fold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from imblearn.pipeline import Pipeline
+from lightgbm import LGBMClassifier, early_stopping
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+
+from stages.lib import resampling
+from stages.lib.errors import DataError
+from stages.lib.params import ModelParams, Params, ResampleParams
+
+
+def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
+                      seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most `rows` rows with the class ratio kept (all rows if rows is None or larger)."""
+    if rows is None or rows >= len(y):
+        return features, y
+    keep, _ = train_test_split(np.arange(len(y)), train_size=rows, stratify=y, random_state=seed)
+    keep = np.sort(keep)
+    return features.iloc[keep], y[keep]
+
+
+def check_fold_sizes(y: np.ndarray, folds: StratifiedKFold, resample: ResampleParams, key: str,
+                     where: str) -> None:
+    """Before a cross-validation starts: every fold needs a buyer, every training fold enough for SMOTE."""
+    buyers = int(np.sum(y == 1))
+    if buyers < folds.n_splits:
+        raise DataError(
+            f"{where}: {buyers} buyer rows cannot fill {key}={folds.n_splits} folds; "
+            f"set {key} to at most {max(buyers, 2)} or use more data"
+        )
+    smallest = min(int(np.sum(y[train] == 1)) for train, _ in folds.split(np.zeros(len(y)), y))
+    resampling.check_minority_size(smallest, resample, f"{where}, the smallest of {folds.n_splits} training folds")
+
+
+def check_early_stopping_rows(y: np.ndarray, folds: StratifiedKFold, resample: ResampleParams,
+                              where: str) -> None:
+    """Early stopping holds out EARLY_STOPPING_HOLDOUT of each training fold: both parts need buyers."""
+    smallest = min(int(np.sum(y[train] == 1)) for train, _ in folds.split(np.zeros(len(y)), y))
+    held_out = math.ceil(smallest * EARLY_STOPPING_HOLDOUT)
+    needed = math.ceil(1 / EARLY_STOPPING_HOLDOUT)
+    if smallest < needed:
+        raise DataError(
+            f"{where}: the smallest training fold has {smallest} buyer rows, but tune.early_stopping_rounds "
+            f"holds out {EARLY_STOPPING_HOLDOUT:.0%} of them and needs at least {needed}; "
+            "set tune.early_stopping_rounds: null or use more data"
+        )
+    resampling.check_minority_size(smallest - held_out, resample,
+                        f"{where}, the smallest training fold less its early-stopping rows")
+
+
+def make_classifier(model: ModelParams, resample: ResampleParams, seed: int,
+                    tuned: dict[str, Any] | None = None) -> LGBMClassifier:
+    """LightGBM with the fixed params, the tuned ones, and determinism switched on."""
+    settings: dict[str, Any] = {
+        "n_estimators": model.n_estimators,
+        "n_jobs": model.threads,
+        "random_state": seed,
+        # Same data, params and thread count give the same trees, bit for bit.
+        "deterministic": True,
+        "force_col_wise": True,
+        "verbose": -1,
+    }
+    if resample.method == "class_weight":
+        settings["is_unbalance"] = True
+    settings.update(tuned or {})
+    return LGBMClassifier(**settings)
+
+
+# Share of an early-stopping fit's rows held out to decide when to stop.
+EARLY_STOPPING_HOLDOUT = 0.1
+# LightGBM's name for each tuning score it can follow tree by tree; the rest follow log loss.
+EARLY_STOPPING_METRICS = {"average_precision": "average_precision", "roc_auc": "auc"}
+
+
+class EarlyStoppingClassifier(LGBMClassifier):
+    """LightGBM that stops adding trees once a held-out slice of its own rows stops improving.
+
+    Used by `tune` only (tune.early_stopping_rounds). The slice, a stratified
+    EARLY_STOPPING_HOLDOUT of the rows passed to fit, is cut before resampling,
+    so it holds real customers only, and it comes out of the training fold, so
+    the fold being scored is never seen. The rest is oversampled as the
+    pipeline's resampler would, then trained on; prediction uses the best
+    iteration. Same rows and params give the same trees.
+    """
+
+    def __init__(self, early_stopping_rounds: int = 30, stopping_metric: str = "binary_logloss",
+                 resample_method: str = "none", k_neighbors: int = 5, sampling_strategy: float = 1.0,
+                 **kwargs):
+        self.early_stopping_rounds = early_stopping_rounds
+        self.stopping_metric = stopping_metric
+        self.resample_method = resample_method
+        self.k_neighbors = k_neighbors
+        self.sampling_strategy = sampling_strategy
+        super().__init__(**kwargs)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, **fit_params) -> EarlyStoppingClassifier:
+        y = np.asarray(y)
+        fit_rows, held_out = train_test_split(np.arange(len(y)), test_size=EARLY_STOPPING_HOLDOUT, stratify=y,
+                                              random_state=self.random_state)
+        # Sorted: the rows keep their order, so the result does not depend on the split's shuffle.
+        fit_rows, held_out = np.sort(fit_rows), np.sort(held_out)
+        X_fit, y_fit = X.iloc[fit_rows], y[fit_rows]
+        if self.resample_method in resampling.OVERSAMPLERS:
+            X_fit, y_fit = resampling.oversample(X_fit, y_fit, self.resample_method, self.k_neighbors,
+                                                  self.sampling_strategy, self.random_state)
+        return super().fit(
+            X_fit, y_fit, eval_X=(X.iloc[held_out],), eval_y=(y[held_out],), eval_metric=self.stopping_metric,
+            callbacks=[early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)],
+            **fit_params,
+        )
+
+
+def make_early_stopping_pipeline(model: ModelParams, resample: ResampleParams, seed: int, rounds: int,
+                                 scoring: str) -> Pipeline:
+    """The tuning pipeline with early stopping: the classifier resamples its own rows."""
+    classifier = make_classifier(model, resample, seed)
+    return Pipeline([
+        ("resample", "passthrough"),
+        ("model", EarlyStoppingClassifier(
+            early_stopping_rounds=rounds, stopping_metric=EARLY_STOPPING_METRICS.get(scoring, "binary_logloss"),
+            resample_method=resample.method, k_neighbors=resample.k_neighbors,
+            sampling_strategy=resample.sampling_strategy, **classifier.get_params())),
+    ])
+
+
+def make_pipeline(model: ModelParams, resample: ResampleParams, seed: int,
+                  tuned: dict[str, Any] | None = None) -> Pipeline:
+    """Resampler (or passthrough) followed by LightGBM; tuned keys are model params."""
+    sampler = resampling.make_resampler(resample, seed)
+    return Pipeline([
+        ("resample", sampler if sampler is not None else "passthrough"),
+        ("model", make_classifier(model, resample, seed, tuned)),
+    ])
+
+
+def out_of_fold_scores(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict) -> np.ndarray:
+    """Every row's score from a model fitted (and resampled) on the other folds."""
+    folds = StratifiedKFold(n_splits=params.calibration.cv_folds, shuffle=True, random_state=params.base.seed)
+    check_fold_sizes(y, folds, params.resample, "calibration.cv_folds", "calibration rows")
+    pipeline = make_pipeline(params.model, params.resample, params.base.seed, best_params)
+    return cross_val_predict(pipeline, features, y, cv=folds, method="predict_proba")[:, 1]
+
+
+def train_model(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict) -> LGBMClassifier:
+    """The final model: LightGBM on the (resampled) training rows with the tuned params."""
+    classifier = make_classifier(params.model, params.resample, params.base.seed, best_params)
+    return classifier.fit(features, y)

@@ -1,0 +1,72 @@
+"""Probability calibration and the decision threshold, both fitted on out-of-fold predictions.
+
+A model trained on SMOTE-balanced data returns inflated probabilities, so a
+fixed 0.5 cut-off means little. Every training row is scored by a model that
+never saw it (cross-validation, resampling inside each fold, the tuned params);
+the calibration is fitted on those scores and the threshold chosen for the
+objective in params.yaml. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
+
+from stages.lib.calibration import ProbabilityCalibrator
+from stages.lib.errors import DataError
+from stages.lib.metrics import decision_metrics, top_count
+from stages.lib.models import out_of_fold_scores, stratified_sample
+from stages.lib.params import Params, ThresholdParams
+
+
+def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """Precision, recall and F1 of `score >= threshold` for every distinct threshold, ascending."""
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    precision, recall = precision[:-1], recall[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1})
+
+
+def choose_threshold(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams) -> float:
+    """The threshold the objective asks for; customers with score >= threshold are flagged."""
+    if objective.objective == "top_fraction":
+        flagged = top_count(objective.top_fraction, len(scores))
+        return float(np.sort(scores)[::-1][flagged - 1])
+    curve = threshold_curve(y, scores)
+    if objective.objective == "f1":
+        return float(curve["threshold"].iloc[int(np.argmax(curve["f1"].to_numpy()))])
+    # min_precision: the lowest threshold whose precision is high enough has the best recall.
+    reaching = curve[curve["precision"] >= objective.min_precision]
+    if reaching.empty:
+        raise DataError(
+            f"no threshold reaches precision {objective.min_precision} on out-of-fold predictions "
+            f"(the best is {curve['precision'].max():.3f}); lower threshold.min_precision "
+            "or use threshold.objective: f1"
+        )
+    return float(reaching["threshold"].iloc[0])
+
+
+def calibrate_and_choose(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict):
+    """Return (calibrator, threshold, report, threshold curve) from out-of-fold predictions."""
+    features, y = stratified_sample(features, y, params.calibration.sample_rows, params.base.seed)
+    raw = out_of_fold_scores(features, y, params, best_params)
+    calibrator = ProbabilityCalibrator(params.calibration.method).fit(raw, y)
+    scores = calibrator.transform(raw)
+    threshold = choose_threshold(y, scores, params.threshold)
+    decision = decision_metrics(y, scores >= threshold)
+    report = {
+        "threshold": threshold,
+        "objective": params.threshold.objective,
+        "calibration": params.calibration.method,
+        "rows": int(len(y)),
+        "oof_precision": decision["precision"],
+        "oof_recall": decision["recall"],
+        "oof_f1": decision["f1"],
+        "oof_average_precision": float(average_precision_score(y, scores)),
+        "oof_roc_auc": float(roc_auc_score(y, scores)),
+        "oof_brier_raw": float(brier_score_loss(y, raw)),
+        "oof_brier_calibrated": float(brier_score_loss(y, scores)),
+    }
+    return calibrator, threshold, report, threshold_curve(y, scores)

@@ -1,0 +1,149 @@
+"""Bayesian search of LightGBM hyperparameters with scikit-optimize's BayesSearchCV.
+
+Cross-validation runs on the processed training split, not the resampled one:
+the resampler sits inside each fold (an imbalanced-learn Pipeline), so no
+synthetic row reaches a validation fold. Tuning on the already-resampled table
+leaks synthetic copies of validation buyers into training and inflates the
+score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedKFold, cross_validate
+from skopt import BayesSearchCV
+from skopt.space import Categorical, Integer, Real
+from tqdm import tqdm
+
+from stages.lib.models import (
+    check_early_stopping_rows,
+    check_fold_sizes,
+    make_early_stopping_pipeline,
+    make_pipeline,
+    stratified_sample,
+)
+from stages.lib.params import Params, TuneParams
+
+MODEL_STEP = "model__"
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    best_params: dict[str, Any]
+    best_score: float
+    trace: list[dict[str, Any]]
+    rows: int
+
+
+def search_space(tune: TuneParams) -> dict[str, Any]:
+    """params.yaml's search space as skopt dimensions keyed for the pipeline's model step."""
+    space = {}
+    for name, dim in tune.search_space.items():
+        if dim.categories is not None:
+            space[MODEL_STEP + name] = Categorical(list(dim.categories), name=name)
+        elif dim.type == "integer":
+            space[MODEL_STEP + name] = Integer(int(dim.low), int(dim.high), prior=dim.prior, name=name)
+        else:
+            space[MODEL_STEP + name] = Real(dim.low, dim.high, prior=dim.prior, name=name)
+    return space
+
+
+class TuningProgress:
+    """A skopt callback that keeps a tqdm progress line on the terminal during the search.
+
+    Iterations done, best score so far, elapsed time and an estimate of the time
+    left. tqdm stays silent when the stream is not a terminal (CI, logs,
+    `dvc repro > file`), so logs get no carriage returns.
+    """
+
+    def __init__(self, n_iter: int, scoring: str, stream: TextIO | None = None):
+        self.scoring = scoring
+        self.bar = tqdm(total=n_iter, desc="tune", unit="iteration", file=stream if stream is not None else sys.stderr,
+                        disable=None, dynamic_ncols=True)
+
+    def __call__(self, result: Any) -> bool:
+        # skopt minimises, so it holds the negated cross-validated scores.
+        best = -float(np.min(result.func_vals))
+        self.bar.set_postfix_str(f"best {self.scoring} {best:.4f}", refresh=False)
+        self.bar.update(len(result.func_vals) - self.bar.n)
+        return False  # never stop the search early
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
+                         progress: TuningProgress | None = None) -> TuneResult:
+    """Run the search; return the best params (model keys, no prefix), score and trace."""
+    tune, seed = params.tune, params.base.seed
+    features, y = stratified_sample(features, y, tune.sample_rows, seed)
+    folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
+    check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
+    if tune.early_stopping_rounds:
+        check_early_stopping_rows(y, folds, params.resample, "tuning rows")
+    # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
+    worker_model = dataclasses.replace(params.model, threads=max(1, params.model.threads // tune.n_jobs))
+    if tune.early_stopping_rounds:
+        pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
+                                                tune.scoring)
+    else:
+        pipeline = make_pipeline(worker_model, params.resample, seed)
+    search = BayesSearchCV(
+        pipeline,
+        search_space(tune),
+        n_iter=tune.n_iter,
+        cv=folds,
+        scoring=tune.scoring,
+        n_jobs=tune.n_jobs,
+        n_points=tune.n_points,
+        refit=False,
+        random_state=seed,
+        return_train_score=False,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        # skopt warns when it proposes a point twice; the search goes on correctly.
+        warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+        try:
+            search.fit(features, y, callback=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+    scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
+    trace, best = [], -np.inf
+    for i, (score, candidate) in enumerate(zip(scores, search.cv_results_["params"]), start=1):
+        best = max(best, score)
+        trace.append({"iteration": i, "score": float(score), "best_so_far": float(best),
+                      **{k.removeprefix(MODEL_STEP): _plain(v) for k, v in candidate.items()}})
+    best_index = int(np.argmax(scores))
+    best_params = {k.removeprefix(MODEL_STEP): _plain(v)
+                   for k, v in sorted(search.cv_results_["params"][best_index].items())}
+    if tune.early_stopping_rounds:
+        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, tune.n_jobs)
+    return TuneResult(best_params, float(scores[best_index]), trace, len(y))
+
+
+def stopped_tree_count(pipeline, best_params: dict[str, Any], features: pd.DataFrame, y: np.ndarray,
+                       folds: StratifiedKFold, n_jobs: int) -> int:
+    """The trees the best candidate kept, averaged over the folds.
+
+    Its score was earned with that many trees, so calibrate and train (which
+    read n_estimators from best_params) fit the model that was scored, not
+    model.n_estimators trees of a learning rate tuned to stop early.
+    """
+    pipeline = clone(pipeline).set_params(**{MODEL_STEP + k: v for k, v in best_params.items()})
+    fitted = cross_validate(pipeline, features, y, cv=folds, n_jobs=n_jobs, return_estimator=True)["estimator"]
+    stopped = [estimator.named_steps["model"].best_iteration_ for estimator in fitted]
+    return max(1, int(round(float(np.mean(stopped)))))

@@ -1,0 +1,114 @@
+"""The layout holds: no stage imports another, and dvc.yaml's code deps are exactly what each stage imports.
+
+Imports are read from the source (every `import` and `from ... import`, inside
+functions too) and followed through the library, so a change to any module a
+stage runs re-runs that stage, and an edit elsewhere does not.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib import plots
+from tests.helpers import REPO_ROOT
+
+PACKAGE = "stages"
+LIBRARY = "stages.lib"
+SPEC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+DAG_STEPS = sorted(SPEC["stages"])
+COMMANDS = ["predict", "report"]
+
+
+def module_file(module: str) -> Path:
+    return REPO_ROOT / (module.replace(".", "/") + ".py")
+
+
+def direct_imports(module: str) -> set[str]:
+    """The project modules `module` imports anywhere in its source (modules, not packages)."""
+    found = set()
+    for node in ast.walk(ast.parse(module_file(module).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] == PACKAGE and module_file(name).is_file()}
+    return found
+
+
+def imported_modules(module: str) -> set[str]:
+    """`module` and every project module it imports, transitively."""
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(direct_imports(current))
+    return seen
+
+
+def code_deps(stage: str) -> set[str]:
+    return {dep for dep in SPEC["stages"][stage]["deps"] if dep.endswith(".py")}
+
+
+def test_every_dag_step_and_command_is_a_module_of_its_own():
+    assert DAG_STEPS == sorted(["generate", "preprocess", "resample", "tune", "calibrate", "train", "evaluate"])
+    for name in DAG_STEPS + COMMANDS:
+        assert module_file(f"{PACKAGE}.{name}").is_file(), name
+        assert f"python -m stages.{name} " in SPEC["stages"].get(name, {"cmd": f"python -m stages.{name} "})["cmd"]
+    modules = {p.stem for p in (REPO_ROOT / PACKAGE).glob("*.py")} - {"__init__"}
+    assert modules == set(DAG_STEPS + COMMANDS), "stages/ holds the DAG steps and commands only; the rest is lib/"
+
+
+@pytest.mark.parametrize("name", DAG_STEPS + COMMANDS)
+def test_no_stage_imports_another_stage(name):
+    others = {f"{PACKAGE}.{other}" for other in DAG_STEPS + COMMANDS if other != name}
+    assert not imported_modules(f"{PACKAGE}.{name}") & others
+
+
+def test_the_library_never_imports_a_stage():
+    for path in (REPO_ROOT / PACKAGE / "lib").glob("*.py"):
+        module = f"{LIBRARY}.{path.stem}"
+        assert all(m.startswith(LIBRARY + ".") for m in direct_imports(module)), module
+
+
+def test_package_inits_run_no_library_code_a_stage_would_miss():
+    # Package __init__ files are not listed as deps: the library's holds its map only, and
+    # stages/__init__.py only installs the quiet Ctrl-C handler from stages.lib.cli.
+    library_init = ast.parse((REPO_ROOT / PACKAGE / "lib" / "__init__.py").read_text())
+    assert len(library_init.body) == 1 and isinstance(library_init.body[0].value, ast.Constant)
+    assert direct_imports("stages.__init__") <= {"stages.lib.cli"}
+
+
+@pytest.mark.parametrize("stage", DAG_STEPS)
+def test_dvc_yaml_lists_exactly_the_code_each_stage_imports(stage):
+    imported = {str(module_file(m).relative_to(REPO_ROOT)) for m in imported_modules(f"{PACKAGE}.{stage}")}
+    listed = code_deps(stage)
+    assert not imported - listed, f"{stage} imports these but dvc.yaml does not list them: {sorted(imported - listed)}"
+    assert not listed - imported, f"dvc.yaml lists these for {stage} but it does not import them: "\
+                                  f"{sorted(listed - imported)}"
+
+
+def test_the_check_sees_imports_inside_functions(monkeypatch):
+    # A lazy import counts: the walk reads every node of the source, not only the top level.
+    source = "def later():\n    from stages.lib import metrics\n    import stages.lib.plots\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
+    assert direct_imports("stages.generate") == {"stages.lib.metrics", "stages.lib.plots"}
+
+
+def test_evaluate_plot_files_are_the_ones_dvc_yaml_draws():
+    test_plots = SPEC["vars"][0]["paths"]["test_plots"]
+    drawn = set()
+    for entry in SPEC["plots"]:
+        if isinstance(entry, str):
+            drawn.add(entry)
+            continue
+        (_, spec), = entry.items()
+        drawn |= set(spec["y"]) if isinstance(spec.get("y"), dict) else set()
+    in_folder = {Path(p).name for p in drawn if p.startswith(test_plots + "/")}
+    assert in_folder and in_folder <= set(plots.TEST_PLOT_FILES)

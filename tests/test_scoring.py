@@ -1,0 +1,36 @@
+"""Scoring's pure parts: which files it loads, ranks and deciles (the command is tested in test_predict.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages.lib import scoring
+
+
+def test_model_files_are_the_paths_dvc_yaml_declares():
+    declared = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["vars"][0]["paths"]
+    assert scoring.PREPROCESSOR == declared["preprocessor"]
+    assert scoring.MODEL == declared["model"]
+    assert scoring.CALIBRATOR == declared["calibrator"]
+    assert scoring.THRESHOLD == declared["threshold"]
+
+
+def test_rank_breaks_probability_ties_by_raw_score_then_input_order():
+    probability = np.array([0.2, 0.5, 0.5, 0.5, 0.1])
+    raw = np.array([0.3, 0.6, 0.7, 0.6, 0.05])
+    rank, decile = scoring.rank_and_decile(probability, raw)
+    assert rank.tolist() == [4, 2, 1, 3, 5]
+    assert decile.tolist() == [7, 3, 1, 5, 9]
+
+
+@pytest.mark.parametrize("rows", [1, 9, 10, 11, 25, 1000])
+def test_deciles_split_the_ranked_list_into_tenths(rows):
+    rank, decile = scoring.rank_and_decile(np.linspace(1, 0, rows), np.zeros(rows))
+    counts = np.bincount(decile, minlength=11)[1:]
+    assert decile[rank == 1] == 1 and decile.max() <= 10
+    assert counts.max() - counts[counts > 0].min() <= 1  # as even as the row count allows
+    assert np.all(np.diff(decile[np.argsort(rank)]) >= 0)

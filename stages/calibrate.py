@@ -38,13 +38,14 @@ def main(argv: Sequence[str]) -> None:
     best_params = read_json(args.best_params)
     calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best_params)
     save_object(calibrator, args.calibrator)
-    write_json({"threshold": threshold, "objective": params.threshold.objective,
+    write_json({**threshold.to_json(), "objective": params.threshold.objective,
                 "calibration": params.calibration.method}, args.threshold)
     write_json(report, args.metrics)
     write_json(plots.downsample_records(curve, "threshold"), args.threshold_curve)
-    figures.save_figure(figures.threshold_figure(curve, threshold, params.threshold.objective),
+    figures.save_figure(figures.threshold_figure(curve, threshold.probability, params.threshold.objective),
                         args.threshold_image)
-    print(f"calibrate ({params.calibration.method}): threshold {threshold:.4f} for {params.threshold.objective}; "
+    print(f"calibrate ({params.calibration.method}): threshold {threshold.probability:.4f} "
+          f"for {params.threshold.objective}; "
           f"out-of-fold precision {report['oof_precision']:.3f}, recall {report['oof_recall']:.3f}")
 
 

@@ -23,6 +23,7 @@ from stages.lib.cli import run_stage, stage_parser
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
 from stages.lib.params import load_params
+from stages.lib.ranking import Threshold
 from stages.lib.schema import split_features
 from stages.lib.scoring import score_processed
 from stages.lib.synthetic import true_probabilities_of
@@ -46,24 +47,24 @@ def main(argv: Sequence[str]) -> None:
     test = read_table(args.test)
     check_test_labels(split_features(test, id_columns, args.test)[1], args.test)
     model = load_object(args.model)
-    threshold = float(read_json(args.threshold)["threshold"])
-    y, scores = score_processed(test, id_columns, model, load_object(args.calibrator))
-    metrics = evaluate_scores(y, scores, threshold, params.evaluate)
+    threshold = Threshold.from_json(read_json(args.threshold))
+    y, probability, raw = score_processed(test, id_columns, model, load_object(args.calibrator))
+    metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     if is_generated and args.true_probabilities and Path(args.true_probabilities).is_file():
         truth = true_probabilities_of(test, read_table(args.true_probabilities), id_columns)
         if truth is not None:
-            metrics["ideal"] = ideal_scorer_metrics(y, scores, truth)
+            metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 
     plots_dir = Path(args.plots_dir)
-    for name, records in plots.test_plot_data(y, scores, threshold, params.evaluate).items():
+    for name, records in plots.test_plot_data(y, probability, raw, threshold, params.evaluate).items():
         write_json(records, plots_dir / name)
     importance = plots.feature_importance(model)
     write_json(importance.to_dict(orient="records"), plots_dir / plots.FEATURE_IMPORTANCE)
     figures.save_figure(figures.feature_importance_figure(importance), plots_dir / plots.FEATURE_IMPORTANCE_IMAGE)
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
-          f"F1 {metrics['f1']:.3f} at threshold {threshold:.3f}; average precision "
+          f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "
           f"{metrics['average_precision']:.3f}, ROC AUC {metrics['roc_auc']:.3f}")
 
 

@@ -81,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
               f"{', '.join(map(str, ignored))}", file=sys.stderr)
     flagged = int(scores[DECISION].sum())
     print(f"predict: scored {len(scores):,} customers; {flagged:,} will buy at threshold "
-          f"{scoring.threshold:.4f}; wrote {args.output}")
+          f"{scoring.threshold.probability:.4f}; wrote {args.output}")
 
 
 if __name__ == "__main__":

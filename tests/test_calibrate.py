@@ -12,6 +12,7 @@ from stages import calibrate
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.errors import DataError
 from stages.lib.params import ThresholdParams
+from stages.lib.ranking import Threshold
 from stages.lib.tables import write_table
 from stages.lib.thresholds import calibrate_and_choose, choose_threshold, threshold_curve
 from tests.helpers import write_params
@@ -41,7 +42,7 @@ def test_threshold_curve_matches_the_hand_checked_table():
 
 
 def test_f1_objective_picks_the_highest_f1():
-    assert choose_threshold(LABELS, SCORES, objective("f1")) == 0.7
+    assert choose_threshold(LABELS, SCORES, SCORES, objective("f1")) == Threshold(0.7)
 
 
 @pytest.mark.parametrize("minimum, expected", [
@@ -52,14 +53,15 @@ def test_f1_objective_picks_the_highest_f1():
     (1.0, 0.9),
 ])
 def test_min_precision_picks_the_lowest_threshold_with_enough_precision(minimum, expected):
-    assert choose_threshold(LABELS, SCORES, objective("min_precision", min_precision=minimum)) == expected
+    assert choose_threshold(LABELS, SCORES, SCORES, objective("min_precision", min_precision=minimum)) == Threshold(
+        expected)
 
 
 def test_min_precision_out_of_reach_is_a_data_error():
     scores = np.array([0.9, 0.8, 0.7, 0.6])
     labels = np.array([0, 1, 0, 0])
     with pytest.raises(DataError, match="no threshold reaches precision 0.9"):
-        choose_threshold(labels, scores, objective("min_precision", min_precision=0.9))
+        choose_threshold(labels, scores, scores, objective("min_precision", min_precision=0.9))
 
 
 @pytest.mark.parametrize("fraction, expected", [
@@ -69,22 +71,36 @@ def test_min_precision_out_of_reach_is_a_data_error():
     (1.0, 0.1),
 ])
 def test_top_fraction_picks_the_kth_best_score(fraction, expected):
-    assert choose_threshold(LABELS, SCORES, objective("top_fraction", top_fraction=fraction)) == expected
+    chosen = choose_threshold(LABELS, SCORES, SCORES, objective("top_fraction", top_fraction=fraction))
+    assert chosen.probability == expected
 
 
 def test_top_fraction_is_not_fooled_by_floating_point():
     # 0.07 * 100 is 7.000000000000001 in floating point: the budget is still 7 customers.
     scores = np.linspace(1.0, 0.01, 100)
     labels = (np.arange(100) % 10 == 0).astype(int)
-    threshold = choose_threshold(labels, scores, objective("top_fraction", top_fraction=0.07))
-    assert threshold == scores[6]
-    assert int(np.sum(scores >= threshold)) == 7
+    threshold = choose_threshold(labels, scores, scores, objective("top_fraction", top_fraction=0.07))
+    assert threshold.probability == scores[6]
+    assert int(np.sum(threshold.flags(scores, scores))) == 7
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.33, 0.5])
+def test_top_fraction_flags_exactly_its_share_where_calibration_tied_the_probabilities(fraction):
+    # Isotonic calibration maps many raw scores to one probability; the budget still flags
+    # exactly ceil(fraction x rows), the best raw scores among the tied ones.
+    raw = np.random.default_rng(3).random(1000)
+    probability = np.floor(raw * 7) / 7  # 7 distinct values, about 143 rows each
+    threshold = choose_threshold(np.zeros(1000, dtype=int), probability, raw,
+                                 objective("top_fraction", top_fraction=fraction))
+    flagged = threshold.flags(probability, raw)
+    assert flagged.sum() == int(np.ceil(fraction * 1000))
+    assert raw[flagged].min() > raw[~flagged].max()
 
 
 def test_top_fraction_ignores_the_labels():
     shuffled = np.random.default_rng(0).permutation(LABELS)
     setting = objective("top_fraction", top_fraction=0.3)
-    assert choose_threshold(shuffled, SCORES, setting) == choose_threshold(LABELS, SCORES, setting)
+    assert choose_threshold(shuffled, SCORES, SCORES, setting) == choose_threshold(LABELS, SCORES, SCORES, setting)
 
 
 def overconfident_scores(n: int, seed: int):
@@ -133,10 +149,10 @@ def test_calibrate_and_choose_on_out_of_fold_predictions(params, train_xy):
     best = {"learning_rate": 0.1, "num_leaves": 15}
     calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best)
     assert report["rows"] == len(y)
-    assert report["threshold"] == threshold
-    assert threshold in set(curve["threshold"])
+    assert report["threshold"] == threshold.probability and threshold.raw is None
+    assert threshold.probability in set(curve["threshold"])
     # The F1 objective: the chosen threshold has the highest F1 on the curve.
-    assert curve.loc[curve["threshold"] == threshold, "f1"].iloc[0] == curve["f1"].max()
+    assert curve.loc[curve["threshold"] == threshold.probability, "f1"].iloc[0] == curve["f1"].max()
     assert report["oof_f1"] == pytest.approx(curve["f1"].max())
     # Isotonic regression fitted in sample never raises the squared error of the scores it maps.
     assert report["oof_brier_calibrated"] <= report["oof_brier_raw"]

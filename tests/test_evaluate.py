@@ -6,13 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score
 
 from stages import evaluate
+from stages.lib import plots
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.files import save_object, write_json
 from stages.lib.metrics import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
 from stages.lib.models import train_model
 from stages.lib.params import EvaluateParams
+from stages.lib.ranking import Threshold
 from stages.lib.schema import split_features
 from stages.lib.tables import write_table
 from tests.helpers import write_params
@@ -75,7 +78,7 @@ def test_evaluate_scores_reports_the_flat_keys_and_both_thresholds():
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.1).astype(int)
     scores = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
-    metrics = evaluate_scores(y, scores, 0.6, EvaluateParams(top_fraction=0.1, calibration_bins=10))
+    metrics = evaluate_scores(y, scores, scores, Threshold(0.6), EvaluateParams(top_fraction=0.1, calibration_bins=10))
     assert FLAT_KEYS <= set(metrics)
     assert {"precision_at_0_5", "recall_at_0_5", "f1_at_0_5", "tp_at_0_5", "brier", "log_loss", "mcc",
             "balanced_accuracy", "lift_at_top", "capture_rate_at_top", "precision_at_k", "baseline"} <= set(metrics)
@@ -93,12 +96,38 @@ def test_ideal_scorer_ratios():
     y = np.array([1, 0, 1, 0, 0, 0])
     truth = np.array([0.9, 0.1, 0.8, 0.2, 0.3, 0.1])     # ranks perfectly: AUC 1
     model = np.array([0.6, 0.7, 0.5, 0.2, 0.1, 0.1])     # 6 of 8 pairs right: AUC 0.75
-    ideal = ideal_scorer_metrics(y, model, truth)
+    ideal = ideal_scorer_metrics(y, model, model, truth)
     assert ideal["roc_auc"] == 1.0
     assert ideal["roc_auc_ratio"] == pytest.approx(0.75)
     assert ideal["average_precision"] == 1.0
     assert ideal["brier"] == pytest.approx(np.mean((truth - y) ** 2))
     assert ideal["brier_ratio"] == pytest.approx(np.mean((model - y) ** 2) / np.mean((truth - y) ** 2))
+
+
+RANKING_KEYS = ("roc_auc", "average_precision", "precision_at_k", "lift_at_top", "capture_rate_at_top")
+
+
+@pytest.mark.parametrize("method", ["none", "sigmoid", "isotonic"])
+def test_calibration_never_changes_a_ranking_number(params, resampled_table, train_table, test_table, method):
+    features, y = split_features(resampled_table, params.data.id_columns)
+    model = train_model(features, y, params, {"num_leaves": 15})
+    fit_x, fit_y = split_features(train_table, params.data.id_columns)
+    calibrator = ProbabilityCalibrator(method).fit(model.predict_proba(fit_x)[:, 1], fit_y)
+    test_x, test_y = split_features(test_table, params.data.id_columns)
+    raw = model.predict_proba(test_x)[:, 1]
+    probability = calibrator.transform(raw)
+    settings = EvaluateParams(top_fraction=0.1, calibration_bins=10)
+    calibrated = evaluate_scores(test_y, probability, raw, Threshold(0.5), settings)
+    uncalibrated = evaluate_scores(test_y, raw, raw, Threshold(0.5), settings)
+    assert {k: calibrated[k] for k in RANKING_KEYS} == {k: uncalibrated[k] for k in RANKING_KEYS}
+    curves = (plots.ROC, plots.PRECISION_RECALL, plots.GAINS)
+    calibrated_plots = plots.test_plot_data(test_y, probability, raw, Threshold(0.5), settings)
+    raw_plots = plots.test_plot_data(test_y, raw, raw, Threshold(0.5), settings)
+    assert {c: calibrated_plots[c] for c in curves} == {c: raw_plots[c] for c in curves}
+    if method == "isotonic":
+        # What the order by raw score saves: isotonic ties cost the probabilities alone average precision.
+        assert len(np.unique(probability)) < len(np.unique(raw)) / 10
+        assert average_precision_score(test_y, probability) != calibrated["average_precision"]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sklearn.metrics import (
 
 from stages.lib.errors import DataError
 from stages.lib.params import EvaluateParams
+from stages.lib.ranking import Threshold, ranking_scores
 
 
 def top_count(fraction: float, rows: int) -> int:
@@ -43,7 +44,7 @@ def decision_metrics(y: np.ndarray, flagged: np.ndarray, suffix: str = "") -> di
 
 
 def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> dict:
-    """Precision, lift and capture rate when contacting the top `fraction` of customers."""
+    """Precision, lift and capture rate when contacting the top `fraction` of customers by `scores`."""
     k = top_count(fraction, len(y))
     top = np.argsort(-scores, kind="stable")[:k]
     buyers_in_top = int(y[top].sum())
@@ -58,39 +59,43 @@ def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> d
     }
 
 
-def evaluate_scores(y: np.ndarray, scores: np.ndarray, threshold: float, settings: EvaluateParams) -> dict:
-    """Every test metric of calibrated scores at the chosen threshold."""
-    flagged = scores >= threshold
-    clipped = np.clip(scores, 1e-15, 1 - 1e-15)
+def evaluate_scores(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, threshold: Threshold,
+                    settings: EvaluateParams) -> dict:
+    """Every test metric: decisions at the chosen threshold, ranking in the model's order, probabilities."""
+    flagged = threshold.flags(probability, raw)
+    ranking = ranking_scores(probability, raw)
+    clipped = np.clip(probability, 1e-15, 1 - 1e-15)
     metrics = {
         **decision_metrics(y, flagged),
-        "threshold": threshold,
-        "roc_auc": float(roc_auc_score(y, scores)),
-        "average_precision": float(average_precision_score(y, scores)),
-        **decision_metrics(y, scores >= 0.5, suffix="_at_0_5"),
+        "threshold": threshold.probability,
+        "roc_auc": float(roc_auc_score(y, ranking)),
+        "average_precision": float(average_precision_score(y, ranking)),
+        **decision_metrics(y, probability >= 0.5, suffix="_at_0_5"),
         "balanced_accuracy": float(balanced_accuracy_score(y, flagged)),
         "mcc": float(matthews_corrcoef(y, flagged)),
-        "brier": float(brier_score_loss(y, scores)),
+        "brier": float(brier_score_loss(y, probability)),
         "log_loss": float(log_loss(y, clipped, labels=[0, 1])),
-        "expected_buyers": float(scores.sum()),
+        "expected_buyers": float(probability.sum()),
         "actual_buyers": int(y.sum()),
         "test_rows": int(len(y)),
-        **top_of_list_metrics(y, scores, settings.top_fraction),
+        **top_of_list_metrics(y, ranking, settings.top_fraction),
         # Always answering "no": what accuracy alone is worth on this problem.
         "baseline": {"accuracy": float(1 - y.mean()), "precision": 0.0, "recall": 0.0, "f1": 0.0},
     }
     return metrics
 
 
-def ideal_scorer_metrics(y: np.ndarray, scores: np.ndarray, true_probability: np.ndarray) -> dict:
+def ideal_scorer_metrics(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
+                         true_probability: np.ndarray) -> dict:
     """The true probabilities scored like the model, and the model's share of each."""
     ideal = {
         "roc_auc": float(roc_auc_score(y, true_probability)),
         "average_precision": float(average_precision_score(y, true_probability)),
         "brier": float(brier_score_loss(y, true_probability)),
     }
-    model = {"roc_auc": roc_auc_score(y, scores), "average_precision": average_precision_score(y, scores),
-             "brier": brier_score_loss(y, scores)}
+    ranking = ranking_scores(probability, raw)
+    model = {"roc_auc": roc_auc_score(y, ranking), "average_precision": average_precision_score(y, ranking),
+             "brier": brier_score_loss(y, probability)}
     ratios = {f"{key}_ratio": float(model[key] / ideal[key]) for key in ideal}
     return {**ideal, **ratios}
 

@@ -14,6 +14,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from stages.lib.params import EvaluateParams
+from stages.lib.ranking import Threshold, ranking_scores
 
 MAX_CURVE_POINTS = 300
 POSITIVE_NAME, NEGATIVE_NAME = "buyer", "non-buyer"
@@ -49,12 +50,14 @@ def confusion_records(y: np.ndarray, predicted: np.ndarray) -> list[dict]:
     ]
 
 
-def test_plot_data(y: np.ndarray, scores: np.ndarray, threshold: float, settings: EvaluateParams) -> dict:
-    """The plot series of the test split, by file name."""
-    fpr, tpr, _ = roc_curve(y, scores, drop_intermediate=True)
-    precision, recall, _ = precision_recall_curve(y, scores)
-    observed, predicted = calibration_curve(y, scores, n_bins=settings.calibration_bins, strategy="quantile")
-    order = np.argsort(-scores, kind="stable")
+def test_plot_data(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, threshold: Threshold,
+                   settings: EvaluateParams) -> dict:
+    """The plot series of the test split, by file name: curves in the model's order, calibration on probabilities."""
+    ranking = ranking_scores(probability, raw)
+    fpr, tpr, _ = roc_curve(y, ranking, drop_intermediate=True)
+    precision, recall, _ = precision_recall_curve(y, ranking)
+    observed, predicted = calibration_curve(y, probability, n_bins=settings.calibration_bins, strategy="quantile")
+    order = np.argsort(-ranking, kind="stable")
     captured = np.cumsum(y[order]) / max(int(y.sum()), 1)
     contacted = np.arange(1, len(y) + 1) / len(y)
     gains = pd.DataFrame({"contacted": contacted, "captured": captured,
@@ -62,7 +65,7 @@ def test_plot_data(y: np.ndarray, scores: np.ndarray, threshold: float, settings
     return {
         ROC: downsample_records(pd.DataFrame({"fpr": fpr, "tpr": tpr}), "fpr"),
         PRECISION_RECALL: downsample_records(pd.DataFrame({"recall": recall, "precision": precision}), "recall"),
-        CONFUSION: confusion_records(y, (scores >= threshold).astype(int)),
+        CONFUSION: confusion_records(y, threshold.flags(probability, raw).astype(int)),
         CALIBRATION: [
             {"predicted": round(float(p), 6), "observed": round(float(o), 6), "perfect": round(float(p), 6)}
             for p, o in zip(predicted, observed)

@@ -17,6 +17,7 @@ import pandas as pd
 from stages.lib.artifacts import verify_artifacts
 from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import load_object, read_json
+from stages.lib.ranking import Threshold, best_first
 from stages.lib.schema import check_scoring_table, split_features
 
 # The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
@@ -46,7 +47,7 @@ class ScoringModel:
     preprocessor: CustomerPreprocessor
     model: object
     calibrator: object
-    threshold: float
+    threshold: Threshold
     threads: int = 1
 
     def raw_scores(self, frame: pd.DataFrame, source: str) -> np.ndarray:
@@ -70,7 +71,7 @@ def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int =
         preprocessor=load_object(files[PREPROCESSOR]),
         model=load_object(files[MODEL]),
         calibrator=load_object(files[CALIBRATOR]),
-        threshold=float(threshold["threshold"]),
+        threshold=Threshold.from_json(threshold),
         threads=threads,
     )
 
@@ -90,8 +91,7 @@ def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[pd
 def rank_and_decile(probability: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rank 1 = most likely buyer; decile 1 = the top 10 % of the ranked list."""
     rows = len(probability)
-    # lexsort sorts by its last key first: probability, then raw score, then input order.
-    order = np.lexsort((np.arange(rows), -raw, -probability))
+    order = best_first(probability, raw)
     rank = np.empty(rows, dtype=np.int64)
     rank[order] = np.arange(1, rows + 1)
     decile = ((rank - 1) * DECILES // max(rows, 1) + 1).astype(np.int8)
@@ -125,13 +125,15 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     rank, decile = rank_and_decile(probability, raw)
     scores = pd.concat(ids, ignore_index=True)
     scores[PROBABILITY] = probability
-    scores[DECISION] = (probability >= scoring.threshold).astype(np.int8)
+    scores[DECISION] = scoring.threshold.flags(probability, raw).astype(np.int8)
     scores[RANK] = rank
     scores[DECILE] = decile
     return scores, ignored
 
 
-def score_processed(table: pd.DataFrame, id_columns: list[str], model, calibrator) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, calibrated probabilities) of a table `preprocess` wrote, such as the test split."""
+def score_processed(table: pd.DataFrame, id_columns: list[str], model,
+                    calibrator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, calibrated probabilities, raw scores) of a table `preprocess` wrote, such as the test split."""
     features, y = split_features(table, id_columns)
-    return y, np.asarray(calibrator.transform(model.predict_proba(features)[:, 1]), dtype=np.float64)
+    raw = model.predict_proba(features)[:, 1]
+    return y, np.asarray(calibrator.transform(raw), dtype=np.float64), raw

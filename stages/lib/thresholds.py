@@ -18,6 +18,7 @@ from stages.lib.errors import DataError
 from stages.lib.metrics import decision_metrics, top_count
 from stages.lib.models import out_of_fold_scores, stratified_sample
 from stages.lib.params import Params, ThresholdParams
+from stages.lib.ranking import Threshold, best_first, ranking_scores
 
 
 def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
@@ -29,14 +30,19 @@ def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1})
 
 
-def choose_threshold(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams) -> float:
-    """The threshold the objective asks for; customers with score >= threshold are flagged."""
+def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
+                     objective: ThresholdParams) -> Threshold:
+    """The threshold the objective asks for, on calibrated probabilities.
+
+    A contact budget (top_fraction) flags exactly its share of the rows: ties in
+    probability at the cut are broken by the raw score, as the ranking is.
+    """
     if objective.objective == "top_fraction":
-        flagged = top_count(objective.top_fraction, len(scores))
-        return float(np.sort(scores)[::-1][flagged - 1])
-    curve = threshold_curve(y, scores)
+        last = best_first(probability, raw)[top_count(objective.top_fraction, len(probability)) - 1]
+        return Threshold(float(probability[last]), float(raw[last]))
+    curve = threshold_curve(y, probability)
     if objective.objective == "f1":
-        return float(curve["threshold"].iloc[int(np.argmax(curve["f1"].to_numpy()))])
+        return Threshold(float(curve["threshold"].iloc[int(np.argmax(curve["f1"].to_numpy()))]))
     # min_precision: the lowest threshold whose precision is high enough has the best recall.
     reaching = curve[curve["precision"] >= objective.min_precision]
     if reaching.empty:
@@ -45,27 +51,28 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray, objective: ThresholdPara
             f"(the best is {curve['precision'].max():.3f}); lower threshold.min_precision "
             "or use threshold.objective: f1"
         )
-    return float(reaching["threshold"].iloc[0])
+    return Threshold(float(reaching["threshold"].iloc[0]))
 
 
 def calibrate_and_choose(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict):
-    """Return (calibrator, threshold, report, threshold curve) from out-of-fold predictions."""
+    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions."""
     features, y = stratified_sample(features, y, params.calibration.sample_rows, params.base.seed)
     raw = out_of_fold_scores(features, y, params, best_params)
     calibrator = ProbabilityCalibrator(params.calibration.method).fit(raw, y)
     scores = calibrator.transform(raw)
-    threshold = choose_threshold(y, scores, params.threshold)
-    decision = decision_metrics(y, scores >= threshold)
+    threshold = choose_threshold(y, scores, raw, params.threshold)
+    decision = decision_metrics(y, threshold.flags(scores, raw))
+    ranking = ranking_scores(scores, raw)
     report = {
-        "threshold": threshold,
+        "threshold": threshold.probability,
         "objective": params.threshold.objective,
         "calibration": params.calibration.method,
         "rows": int(len(y)),
         "oof_precision": decision["precision"],
         "oof_recall": decision["recall"],
         "oof_f1": decision["f1"],
-        "oof_average_precision": float(average_precision_score(y, scores)),
-        "oof_roc_auc": float(roc_auc_score(y, scores)),
+        "oof_average_precision": float(average_precision_score(y, ranking)),
+        "oof_roc_auc": float(roc_auc_score(y, ranking)),
         "oof_brier_raw": float(brier_score_loss(y, raw)),
         "oof_brier_calibrated": float(brier_score_loss(y, scores)),
     }

@@ -63,8 +63,8 @@ def calibrate_and_choose(features: pd.DataFrame, y: np.ndarray, params: Params, 
     threshold = choose_threshold(y, scores, raw, params.threshold)
     decision = decision_metrics(y, threshold.flags(scores, raw))
     ranking = ranking_scores(scores, raw)
+    # The threshold itself is in threshold.json and metrics.json; one column of that name in `dvc exp show`.
     report = {
-        "threshold": threshold.probability,
         "objective": params.threshold.objective,
         "calibration": params.calibration.method,
         "rows": int(len(y)),

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from stages.lib.errors import ParamsError
 from stages.lib.params import Dimension, Params, load_params, parse_params
@@ -30,9 +31,11 @@ def test_the_repository_params_file_parses_into_typed_sections():
     assert isinstance(params.preprocess.test_size, float)
 
 
-def test_sections_are_frozen(params):
-    with pytest.raises(AttributeError):
+def test_sections_are_frozen(params, small_raw):
+    # pydantic refuses the assignment with a ValidationError (frozen_instance), not an AttributeError.
+    with pytest.raises(ValidationError, match="Instance is frozen"):
         params.tune.n_iter = 100
+    assert params.tune.n_iter == small_raw["tune"]["n_iter"]
 
 
 def test_small_fixture_params_parse(params, small_raw):

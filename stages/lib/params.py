@@ -1,21 +1,24 @@
 """Load params.yaml once, check every key, and hand out typed, frozen sections.
 
-Every problem (unknown key, wrong type, value out of range) is collected and
-reported together with its full key path, the value found and what is allowed,
-so a user fixes params.yaml in one pass instead of one error per run.
+The sections are pydantic models: strict types (a YAML string "5" is not an integer,
+true is not an integer; an integer is accepted for a number), ranges, choices and
+unknown keys. Every problem is collected and reported together, one line each, with
+its full key path, the value found and what is allowed, so a user fixes params.yaml in
+one pass instead of one error per run. `_problem` turns pydantic's errors into those lines.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import functools
+import operator
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from stages.lib.errors import ParamsError
 
@@ -30,102 +33,93 @@ DUPLICATE_ID_POLICIES = ("warn", "error")
 # Scorers that rank customers by probability; BayesSearchCV maximises the one chosen.
 TUNE_SCORINGS = ("average_precision", "roc_auc", "neg_log_loss", "neg_brier_score", "f1", "recall", "precision")
 
-
-def _rule(**constraints: Any) -> dict:
-    return {"rule": constraints}
+Text = Annotated[str, StringConstraints(min_length=1)]
 
 
-@dataclass(frozen=True)
-class BaseParams:
-    seed: int = field(metadata=_rule(min=0, max=2**32 - 1))
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class GenerateParams:
-    rows: int = field(metadata=_rule(min=1))
-    purchase_rate: float = field(metadata=_rule(gt=0.0, lt=0.5))
+class BaseParams(_Section):
+    seed: int = Field(ge=0, le=2**32 - 1)
 
 
-@dataclass(frozen=True)
-class DataParams:
-    path: str
-    target: str
-    positive_label: typing.Union[int, bool, str]
-    id_columns: list[str] = field(default_factory=list)
+class GenerateParams(_Section):
+    rows: int = Field(ge=1)
+    purchase_rate: float = Field(gt=0.0, lt=0.5)
+
+
+class DataParams(_Section):
+    path: Text
+    target: Text
+    positive_label: Union[int, bool, Text]
+    id_columns: list[Text] = []
     # None: every string, boolean or categorical column that is not an ID or the target.
-    categorical_columns: typing.Optional[list[str]] = None
-    duplicate_ids: str = field(default="warn", metadata=_rule(choices=DUPLICATE_ID_POLICIES))
+    categorical_columns: Optional[list[Text]] = None
+    duplicate_ids: Literal[DUPLICATE_ID_POLICIES] = "warn"
 
 
-@dataclass(frozen=True)
-class PreprocessParams:
-    test_size: float = field(metadata=_rule(gt=0.0, lt=1.0))
-    rare_category_min_count: int = field(default=10, metadata=_rule(min=1))
+class PreprocessParams(_Section):
+    test_size: float = Field(gt=0.0, lt=1.0)
+    rare_category_min_count: int = Field(default=10, ge=1)
 
 
-@dataclass(frozen=True)
-class ResampleParams:
-    method: str = field(metadata=_rule(choices=RESAMPLE_METHODS))
-    k_neighbors: int = field(default=5, metadata=_rule(min=1))
+class ResampleParams(_Section):
+    method: Literal[RESAMPLE_METHODS]
+    k_neighbors: int = Field(default=5, ge=1)
     # Minority rows per majority row after resampling, as imbalanced-learn's float strategy.
-    sampling_strategy: float = field(default=1.0, metadata=_rule(gt=0.0, max=1.0))
+    sampling_strategy: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
-@dataclass(frozen=True)
-class ModelParams:
-    n_estimators: int = field(metadata=_rule(min=1))
-    threads: int = field(default=1, metadata=_rule(min=1))
+class ModelParams(_Section):
+    n_estimators: int = Field(ge=1)
+    threads: int = Field(default=1, ge=1)
 
 
-@dataclass(frozen=True)
-class Dimension:
-    low: typing.Optional[float] = None
-    high: typing.Optional[float] = None
-    prior: str = field(default="uniform", metadata=_rule(choices=PRIORS))
-    type: str = field(default="real", metadata=_rule(choices=DIMENSION_TYPES))
-    categories: typing.Optional[list[typing.Union[str, int, float, bool]]] = None
+class Dimension(_Section):
+    low: Optional[float] = None
+    high: Optional[float] = None
+    prior: Literal[PRIORS] = "uniform"
+    type: Literal[DIMENSION_TYPES] = "real"
+    categories: Optional[list[Union[Text, int, float, bool]]] = None
 
 
-@dataclass(frozen=True)
-class TuneParams:
-    n_iter: int = field(metadata=_rule(min=1))
-    cv_folds: int = field(metadata=_rule(min=2))
-    search_space: dict[str, Dimension]
-    scoring: str = field(default="average_precision", metadata=_rule(choices=TUNE_SCORINGS))
+class TuneParams(_Section):
+    n_iter: int = Field(ge=1)
+    cv_folds: int = Field(ge=2)
+    # Keys are LightGBM parameter names; a YAML key such as 1 is read as "1".
+    search_space: dict[Annotated[str, BeforeValidator(str)], Dimension] = Field(min_length=1)
+    scoring: Literal[TUNE_SCORINGS] = "average_precision"
     # Parallel cross-validation fits (processes); they share model.threads between them.
-    n_jobs: int = field(default=1, metadata=_rule(min=1))
+    n_jobs: int = Field(default=1, ge=1)
     # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
     # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
-    n_points: int = field(default=1, metadata=_rule(min=1))
+    n_points: int = Field(default=1, ge=1)
     # Stop each cross-validation fit after this many trees without improvement on a
     # held-out slice of its training fold (None: always model.n_estimators trees).
-    early_stopping_rounds: typing.Optional[int] = field(default=None, metadata=_rule(min=1))
+    early_stopping_rounds: Optional[int] = Field(default=None, ge=1)
     # Tune on a stratified subsample of the training split (None: all rows).
-    sample_rows: typing.Optional[int] = field(default=None, metadata=_rule(min=10))
+    sample_rows: Optional[int] = Field(default=None, ge=10)
 
 
-@dataclass(frozen=True)
-class CalibrationParams:
-    method: str = field(metadata=_rule(choices=CALIBRATION_METHODS))
-    cv_folds: int = field(default=3, metadata=_rule(min=2))
-    sample_rows: typing.Optional[int] = field(default=None, metadata=_rule(min=10))
+class CalibrationParams(_Section):
+    method: Literal[CALIBRATION_METHODS]
+    cv_folds: int = Field(default=3, ge=2)
+    sample_rows: Optional[int] = Field(default=None, ge=10)
 
 
-@dataclass(frozen=True)
-class ThresholdParams:
-    objective: str = field(metadata=_rule(choices=THRESHOLD_OBJECTIVES))
-    min_precision: float = field(default=0.5, metadata=_rule(gt=0.0, max=1.0))
-    top_fraction: float = field(default=0.1, metadata=_rule(gt=0.0, max=1.0))
+class ThresholdParams(_Section):
+    objective: Literal[THRESHOLD_OBJECTIVES]
+    min_precision: float = Field(default=0.5, gt=0.0, le=1.0)
+    top_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    top_fraction: float = field(default=0.1, metadata=_rule(gt=0.0, max=1.0))
-    calibration_bins: int = field(default=10, metadata=_rule(min=2))
+class EvaluateParams(_Section):
+    top_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    calibration_bins: int = Field(default=10, ge=2)
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(_Section):
     base: BaseParams
     generate: GenerateParams
     data: DataParams
@@ -138,23 +132,6 @@ class Params:
     evaluate: EvaluateParams
 
 
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        names = [_type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
-        optional = type(None) in typing.get_args(annotation)
-        return " or ".join(names) + (" or null" if optional else "")
-    if origin is list:
-        item = typing.get_args(annotation)[0]
-        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
-        return f"a list of {plural.get(item, 'values')}"
-    if origin is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(annotation):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(annotation, str(annotation))
-
-
 def _where(path: str) -> str:
     return f"params.yaml: {path}"
 
@@ -164,93 +141,85 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _convert(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
-    """Check `value` against a type annotation; return the converted value or None."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        args = typing.get_args(annotation)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial: list[str] = []
-            converted = _convert(value, arg, path, trial)
-            if not trial:
-                return converted
-        problems.append(f"{_where(path)} is {value!r}; expected {_type_name(annotation)}")
-        return None
+def _bare(annotation: Any) -> Any:
+    """`annotation` without Annotated[...] constraints and without Optional[...]."""
+    if typing.get_origin(annotation) is Annotated:
+        return _bare(typing.get_args(annotation)[0])
+    options = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return _bare(options[0]) if typing.get_origin(annotation) is Union and len(options) == 1 else annotation
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Union:
+        names = " or ".join(_type_name(a) for a in args if a is not type(None))
+        return names + (" or null" if type(None) in args else "")
     if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{_where(path)} is {value!r}; expected {_type_name(annotation)}")
-            return None
-        (item_type,) = typing.get_args(annotation)
-        return [_convert(item, item_type, f"{path}[{i}]", problems) for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping) or not value:
-            problems.append(f"{_where(path)} is {value!r}; expected a non-empty mapping")
-            return None
-        _, value_type = typing.get_args(annotation)
-        return {str(k): _convert(v, value_type, f"{path}.{k}", problems) for k, v in value.items()}
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, path, problems)
-    if annotation is bool:
-        ok = isinstance(value, bool)
-    elif annotation is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif annotation is str:
-        ok = isinstance(value, str) and value != ""
-    else:
-        ok = isinstance(value, annotation)
-    if not ok:
-        expected = "a non-empty string" if value == "" else _type_name(annotation)
-        problems.append(f"{_where(path)} is {value!r}; expected {expected}")
-        return None
-    return value
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(_bare(args[0]), 'values')}"
+    if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return "a mapping"
+    if origin is Literal:
+        return "a string"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(annotation, str(annotation))
 
 
-def _check_rule(value: Any, rule: Mapping[str, Any], path: str, problems: list[str]) -> None:
-    if value is None:
-        return
-    if "choices" in rule and value not in rule["choices"]:
-        allowed = ", ".join(map(str, rule["choices"]))
-        close = difflib.get_close_matches(str(value), list(map(str, rule["choices"])), n=1)
+def _locate(loc: tuple) -> tuple[str, Any, int]:
+    """The key path (`tune.search_space.x.low`, `data.id_columns[0]`) and declared type at a pydantic
+    loc, and how many parts of loc they cover: a problem inside an Optional or Union is the field's."""
+    path, declared = "", Params
+    for depth, part in enumerate(loc):
+        if typing.get_origin(declared) is Union:
+            return path[1:], declared, depth
+        inner = _bare(declared)
+        if typing.get_origin(inner) is list:
+            path, declared = f"{path}[{part}]", typing.get_args(inner)[0]
+        elif typing.get_origin(inner) is dict:
+            path, declared = f"{path}.{part}", typing.get_args(inner)[1]
+        else:
+            field = inner.model_fields.get(part)
+            path, declared = f"{path}.{part}", field and field.annotation
+    return path[1:], declared, len(loc)
+
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "less_than_equal": ("le", "<="),
+           "greater_than": ("gt", ">"), "less_than": ("lt", "<")}
+
+
+def _problem(error: Mapping[str, Any], raw: Mapping) -> str:
+    """One pydantic error as a line for the user: where, the value found, and what is allowed."""
+    kind, loc = error["type"], error["loc"]
+    path, declared, depth = _locate(loc)
+    # Within an Optional or Union, the value of the field as a whole, not of the member that failed.
+    value = error["input"] if depth == len(loc) else functools.reduce(operator.getitem, loc[:depth], raw)
+    if kind in ("extra_forbidden", "invalid_key"):
+        known = list(_bare(_locate(loc[:-1])[1]).model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+        return f"{_where(path)}: unknown key{hint}"
+    if kind == "missing":
+        return f"{_where(path)} is missing; add it ({_type_name(declared)})"
+    if kind in _BOUNDS:
+        key, symbol = _BOUNDS[kind]
+        limit = error["ctx"][key]
+        return f"{_where(path)} is {type(limit)(value)!r}; it must be {symbol} {limit}"
+    inner = _bare(declared)
+    if kind == "literal_error" and isinstance(value, str) and value:
+        allowed = typing.get_args(inner)
+        close = difflib.get_close_matches(value, allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        problems.append(f"{_where(path)} is {value!r}; allowed: {allowed}{hint}")
-    bounds = [("min", ">=", lambda v, b: v >= b), ("max", "<=", lambda v, b: v <= b),
-              ("gt", ">", lambda v, b: v > b), ("lt", "<", lambda v, b: v < b)]
-    for key, symbol, holds in bounds:
-        if key in rule and not holds(value, rule[key]):
-            problems.append(f"{_where(path)} is {value!r}; it must be {symbol} {rule[key]}")
-
-
-def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
-    if not isinstance(raw, Mapping):
-        problems.append(f"{_where(path)} is {raw!r}; expected a mapping of keys")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(fields)}"
-            problems.append(f"{_where(f'{path}.{key}')}: unknown key{hint}")
-    values = {}
-    for name, spec in fields.items():
-        key_path = f"{path}.{name}"
-        if name not in raw:
-            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                problems.append(f"{_where(key_path)} is missing; add it ({_type_name(hints[name])})")
-            continue
-        value = _convert(raw[name], hints[name], key_path, problems)
-        _check_rule(value, spec.metadata.get("rule", {}), key_path, problems)
-        values[name] = value
-    if any(p.startswith(_where(path + ".")) for p in problems):
-        return None
-    return cls(**values)
+        return f"{_where(path)} is {value!r}; allowed: {', '.join(allowed)}{hint}"
+    if kind == "model_type":
+        expected = "a mapping of keys"
+    elif kind in ("dict_type", "too_short"):
+        expected = "a non-empty mapping"
+    elif value == "" and typing.get_origin(inner) in (None, Literal):
+        expected = "a non-empty string"
+    else:
+        expected = _type_name(declared)
+    return f"{_where(path)} is {value!r}; expected {expected}"
 
 
 def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:
@@ -282,19 +251,20 @@ def _check_data(data: DataParams, problems: list[str]) -> None:
 
 def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as read from YAML) and return typed sections."""
-    sections = ", ".join(f.name for f in dataclasses.fields(Params))
+    sections = ", ".join(Params.model_fields)
     if raw is None:
         raise ParamsError(f"{_where('')}the file is empty; it needs the sections {sections}")
     if not isinstance(raw, Mapping):
         raise ParamsError(f"{_where('')}the file holds {type(raw).__name__} {_short(raw)}; "
                           f"it needs a mapping of the sections {sections}")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as error:
+        # A union's members each report the same value: one line for them.
+        raise ParamsError(*dict.fromkeys(_problem(e, raw) for e in error.errors())) from None
     problems: list[str] = []
-    params = _build(Params, raw, "", problems)
-    # _build prefixes paths with "."; strip it so users read `tune.n_iter`, not `.tune.n_iter`.
-    problems = [p.replace("params.yaml: .", "params.yaml: ", 1) for p in problems]
-    if params is not None:
-        _check_dimensions(params.tune, problems)
-        _check_data(params.data, problems)
+    _check_dimensions(params.tune, problems)
+    _check_data(params.data, problems)
     if problems:
         raise ParamsError(*problems)
     return params

@@ -9,7 +9,6 @@ score.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import warnings
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     if tune.early_stopping_rounds:
         check_early_stopping_rows(y, folds, params.resample, "tuning rows")
     # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
-    worker_model = dataclasses.replace(params.model, threads=max(1, params.model.threads // tune.n_jobs))
+    worker_model = params.model.model_copy(update={"threads": max(1, params.model.threads // tune.n_jobs)})
     if tune.early_stopping_rounds:
         pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
                                                 tune.scoring)

@@ -34,7 +34,7 @@ PYTHON = sys.executable
 # methods set theirs explicitly.
 TEST_PARAMS: dict[str, Any] = {
     "base": {"seed": 42},
-    "generate": {"rows": 3000, "purchase_rate": 0.04},
+    "generate": {"rows": 3000, "purchase_rate": 0.04, "truth": "nonlinear"},
     "data": {
         "path": "data/raw/customers.csv",
         "target": "purchased",

@@ -146,3 +146,11 @@ def test_parsing_does_not_change_the_input(raw_params):
     before = copy.deepcopy(raw_params)
     parse_params(raw_params)
     assert raw_params == before
+
+
+def test_params_are_read_as_yaml_1_2_like_dvc(tmp_path, raw_params):
+    # `dvc exp run -S` rewrites params.yaml without quotes; YAML 1.1 would read Yes as true.
+    text = yaml.safe_dump(raw_params, sort_keys=False).replace("positive_label: 1", "positive_label: Yes")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert load_params(path).data.positive_label == "Yes"

@@ -118,3 +118,40 @@ def test_no_single_column_ranks_better_than_the_true_probability(generated):
     # The signal exists: several columns rank customers better than chance.
     assert sum(auc > 0.6 for auc in aucs.values()) >= 3
 
+
+
+@pytest.mark.parametrize("truth", ["nonlinear", "linear"])
+def test_lightgbm_comes_close_to_the_ideal_scorer_under_either_truth(truth):
+    from sklearn.metrics import average_precision_score
+
+    from stages.lib.models import train_model
+    from stages.lib.params import parse_params
+    from stages.lib.preprocessing import preprocess_customers
+    from stages.lib.schema import split_features
+    from tests.helpers import edited_params
+
+    params = parse_params(edited_params({"generate.rows": 20000, "generate.truth": truth,
+                                         "resample.method": "none", "model.n_estimators": 300}))
+    customers, truth_table = generate_customers(params.generate, params.base.seed)
+    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    features, y = split_features(train, params.data.id_columns)
+    model = train_model(features, y, params, {"learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 100})
+    test_features, test_y = split_features(test, params.data.id_columns)
+    ideal = test[[ID_COLUMN]].merge(truth_table, on=ID_COLUMN)[PROBABILITY_COLUMN].to_numpy()
+    ratio = (average_precision_score(test_y, model.predict_proba(test_features)[:, 1])
+             / average_precision_score(test_y, ideal))
+    assert ratio >= 0.8, ratio
+
+
+def test_the_linear_truth_is_a_logistic_model_of_exported_columns():
+    customers, truth = generate_customers(GenerateParams(rows=5000, purchase_rate=0.05, truth="linear"), seed=3)
+    columns = ["basket_adds_30d", "checked_delivery_details", "saw_checkout", "orders_12m", "loyalty_member",
+               "promo_clicks_30d", "days_since_last_visit"]
+    logit = np.log(truth[PROBABILITY_COLUMN] / (1 - truth[PROBABILITY_COLUMN])).to_numpy()
+    design = np.column_stack([customers[columns].to_numpy(float), np.ones(len(customers))])
+    coefficients, residual, *_ = np.linalg.lstsq(design, logit, rcond=None)
+    assert np.allclose(design @ coefficients, logit, atol=1e-8)  # exactly linear in these columns
+    nonlinear = generate_customers(GenerateParams(rows=5000, purchase_rate=0.05), seed=3)[1]
+    other = np.log(nonlinear[PROBABILITY_COLUMN] / (1 - nonlinear[PROBABILITY_COLUMN])).to_numpy()
+    fitted = design @ np.linalg.lstsq(design, other, rcond=None)[0]
+    assert not np.allclose(fitted, other, atol=0.1)  # the default truth is not

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from ruamel.yaml import YAML, YAMLError
 
 from stages.lib.errors import ParamsError
 
@@ -30,6 +30,7 @@ THRESHOLD_OBJECTIVES = ("f1", "min_precision", "top_fraction")
 PRIORS = ("uniform", "log-uniform")
 DIMENSION_TYPES = ("real", "integer")
 DUPLICATE_ID_POLICIES = ("warn", "error")
+GENERATE_TRUTHS = ("nonlinear", "linear")
 # Scorers that rank customers by probability; BayesSearchCV maximises the one chosen.
 TUNE_SCORINGS = ("average_precision", "roc_auc", "neg_log_loss", "neg_brier_score", "f1", "recall", "precision")
 
@@ -47,6 +48,8 @@ class BaseParams(_Section):
 class GenerateParams(_Section):
     rows: int = Field(ge=1)
     purchase_rate: float = Field(gt=0.0, lt=0.5)
+    # How purchases are drawn: the non-linear truth, or log-odds linear in a few columns.
+    truth: Literal[GENERATE_TRUTHS] = "nonlinear"
 
 
 class DataParams(_Section):
@@ -277,8 +280,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS_PATH) -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found; run from the repository root or pass --params PATH") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        # YAML 1.2, as DVC reads and writes params.yaml: `Yes` and `no` stay strings. (YAML 1.1 readers
+        # such as PyYAML take them for true/false, and DVC drops the quotes when `dvc exp run -S` rewrites it.)
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}; fix the syntax there") from None

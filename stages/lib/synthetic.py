@@ -2,9 +2,11 @@
 
 Every customer gets demographics, website behaviour over the last 30 days and a
 12-month purchase history, drawn from a few hidden traits (engagement, loyalty,
-intent). Whether they buy is drawn from a true probability with non-linear
-effects and interactions, so boosted trees beat a linear model, and part of the
-intent is never observed, so no column gives the answer away. The true
+intent). Whether they buy is drawn from a true probability: by default with
+non-linear effects and interactions, so boosted trees beat a linear model, and
+part of the intent never observed, so no column gives the answer away; with
+`generate.truth: linear`, from log-odds linear in seven exported columns, the
+table where a logistic regression is the ideal scorer. The true
 probabilities go to a separate table that only evaluation reads, to measure
 how far a model is from the best possible one.
 """
@@ -110,24 +112,36 @@ def generate_customers(params: GenerateParams, seed: int) -> tuple[pd.DataFrame,
     loyalty_member = (rng.random(n) < _sigmoid(-1.0 + 1.2 * loyalty)).astype(np.int8)
     newsletter_subscriber = (rng.random(n) < _sigmoid(-0.5 + 0.5 * engagement)).astype(np.int8)
 
-    # The true propensity: saturating, thresholded and interacting effects.
-    recency = np.nan_to_num(days_since_last_order, nan=400.0)
-    return_ratio = np.where(has_ordered, returns_12m / np.maximum(orders_12m, 1), 0.0)
-    logit = (
-        0.8 * np.log1p(basket_adds_30d)
-        + 0.9 * checked_delivery_details * (1.0 + 0.6 * (device == "desktop") - 0.4 * (device == "mobile"))
-        + 0.4 * saw_checkout
-        + 0.55 * np.tanh((minutes_on_site - 25) / 20)
-        - 0.6 * np.exp(-recency / 4)              # just bought: unlikely to buy again at once
-        + 0.5 * np.exp(-recency / 60)             # recent customers come back
-        + 0.35 * np.log1p(orders_12m)
-        - 1.2 * np.maximum(return_ratio - 0.3, 0)  # serial returners stop buying
-        + 0.25 * np.minimum(promo_clicks_30d, 4) * (income_idx <= 1)   # promos move low incomes
-        - 0.004 * (age - 38) ** 2 / 10
-        + 0.3 * (traffic_source == "email") - 0.25 * (traffic_source == "social")
-        + 0.25 * loyalty_member * (tenure_months > 24)
-        + 0.7 * intent                             # never observed directly
-    )
+    if params.truth == "linear":
+        # Log-odds linear in a few complete, exported columns: a logistic regression on them is the ideal scorer.
+        logit = (
+            0.30 * basket_adds_30d
+            + 1.2 * checked_delivery_details
+            + 0.8 * saw_checkout
+            + 0.20 * orders_12m
+            + 0.5 * loyalty_member
+            + 0.15 * promo_clicks_30d
+            - 0.02 * days_since_last_visit
+        )
+    else:
+        # The default truth: saturating, thresholded and interacting effects, and intent never exported.
+        recency = np.nan_to_num(days_since_last_order, nan=400.0)
+        return_ratio = np.where(has_ordered, returns_12m / np.maximum(orders_12m, 1), 0.0)
+        logit = (
+            0.8 * np.log1p(basket_adds_30d)
+            + 0.9 * checked_delivery_details * (1.0 + 0.6 * (device == "desktop") - 0.4 * (device == "mobile"))
+            + 0.4 * saw_checkout
+            + 0.55 * np.tanh((minutes_on_site - 25) / 20)
+            - 0.6 * np.exp(-recency / 4)              # just bought: unlikely to buy again at once
+            + 0.5 * np.exp(-recency / 60)             # recent customers come back
+            + 0.35 * np.log1p(orders_12m)
+            - 1.2 * np.maximum(return_ratio - 0.3, 0)  # serial returners stop buying
+            + 0.25 * np.minimum(promo_clicks_30d, 4) * (income_idx <= 1)   # promos move low incomes
+            - 0.004 * (age - 38) ** 2 / 10
+            + 0.3 * (traffic_source == "email") - 0.25 * (traffic_source == "social")
+            + 0.25 * loyalty_member * (tenure_months > 24)
+            + 0.7 * intent                             # never observed directly
+        )
     logit = logit + _intercept_for_rate(logit, params.purchase_rate)
     probability = _sigmoid(logit)
     purchased = (rng.random(n) < probability).astype(np.int8)

@@ -11,6 +11,7 @@ says why). The test split is never read.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
@@ -18,7 +19,7 @@ from stages.lib.files import write_json
 from stages.lib.params import load_params
 from stages.lib.schema import split_features
 from stages.lib.tables import read_table
-from stages.lib.tuning import TuningProgress, tune_hyperparameters
+from stages.lib.tuning import TuningProgress, edge_warning, edges_hit, tune_hyperparameters
 
 
 def main(argv: Sequence[str]) -> None:
@@ -31,6 +32,7 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
     result = tune_hyperparameters(features, y, params, TuningProgress(params.tune.n_iter, params.tune.scoring))
+    edges = edges_hit(result.best_params, params.tune)
     write_json(result.best_params, args.best_params)
     write_json({
         "best_cv_score": result.best_score,
@@ -40,8 +42,13 @@ def main(argv: Sequence[str]) -> None:
         "early_stopping_rounds": params.tune.early_stopping_rounds,
         "rows": result.rows,
         "best_params": result.best_params,
+        # Dimensions whose best value sits on the low or high end of its range: widen those.
+        "edges": edges,
     }, args.metrics)
     write_json(result.trace, args.trace)
+    warning = edge_warning(edges, result.best_params)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"tune: best cross-validated {params.tune.scoring} {result.best_score:.4f} "
           f"after {params.tune.n_iter} iterations on {result.rows:,} rows")
 

@@ -11,8 +11,8 @@ from stages import tune
 from stages.lib.models import stratified_sample
 from stages.lib.schema import split_features
 from stages.lib.tables import write_table
-from stages.lib.tuning import search_space, tune_hyperparameters
-from tests.helpers import write_params
+from stages.lib.tuning import edge_warning, edges_hit, search_space, tune_hyperparameters
+from tests.helpers import python_module, write_params
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,29 @@ def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, te
     assert metrics["rows"] == len(train_table)
     assert len(trace) == raw_params["tune"]["n_iter"]
     assert metrics["best_cv_score"] == max(row["score"] for row in trace)
+
+
+def test_edges_name_each_dimension_whose_best_value_sits_on_a_bound(params):
+    inside = {"learning_rate": 0.05, "num_leaves": 20, "min_child_samples": 50, "colsample_bytree": 0.7,
+              "reg_lambda": 0.1}
+    assert edges_hit(inside, params.tune) == {}
+    assert edge_warning({}, inside) is None
+    on_edges = {**inside, "learning_rate": 0.0101, "num_leaves": 64, "reg_lambda": 0.001}
+    assert edges_hit(on_edges, params.tune) == {"learning_rate": "low", "num_leaves": "high", "reg_lambda": "low"}
+    line = edge_warning(edges_hit(on_edges, params.tune), on_edges)
+    assert line.startswith("warning: ") and "\n" not in line
+    assert "lower tune.search_space.learning_rate.low" in line and "raise tune.search_space.num_leaves.high" in line
+
+
+def test_the_stage_records_edges_and_warns_in_one_line(tmp_path, raw_params, train_table):
+    # A space so narrow that any best point is on an edge of it.
+    raw_params["tune"]["search_space"] = {"num_leaves": {"low": 4, "high": 5, "type": "integer"}}
+    write_table(train_table, tmp_path / "train.parquet")
+    params_path = write_params(raw_params, tmp_path / "params.yaml")
+    result = python_module("stages.tune", "--params", params_path, "--train", tmp_path / "train.parquet",
+                           "--best-params", tmp_path / "best.json", "--metrics", tmp_path / "tune.json",
+                           "--trace", tmp_path / "trace.json")
+    recorded = json.loads((tmp_path / "tune.json").read_text())
+    assert recorded["edges"] == {"num_leaves": "low" if recorded["best_params"]["num_leaves"] == 4 else "high"}
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "tune.search_space.num_leaves" in warnings[0]

@@ -146,3 +146,38 @@ def stopped_tree_count(pipeline, best_params: dict[str, Any], features: pd.DataF
     fitted = cross_validate(pipeline, features, y, cv=folds, n_jobs=n_jobs, return_estimator=True)["estimator"]
     stopped = [estimator.named_steps["model"].best_iteration_ for estimator in fitted]
     return max(1, int(round(float(np.mean(stopped)))))
+
+
+# A best value this close to a bound (share of the range, in the prior's scale) sits on the edge.
+EDGE_SHARE = 0.02
+
+
+def edges_hit(best_params: dict[str, Any], tune: TuneParams) -> dict[str, str]:
+    """Search-space dimensions whose best value sits at their low or high end: {name: "low" | "high"}.
+
+    The optimum may lie beyond such an edge; the search could not look there.
+    """
+    hit = {}
+    for name, dim in tune.search_space.items():
+        if dim.categories is not None or name not in best_params:
+            continue
+        value, low, high = float(best_params[name]), float(dim.low), float(dim.high)
+        if dim.prior == "log-uniform":
+            value, low, high = np.log(value), np.log(low), np.log(high)
+        margin = 0 if dim.type == "integer" else EDGE_SHARE * (high - low)
+        if value <= low + margin:
+            hit[name] = "low"
+        elif value >= high - margin:
+            hit[name] = "high"
+    return hit
+
+
+def edge_warning(hit: dict[str, str], best_params: dict[str, Any]) -> str | None:
+    """One line for the user: which ranges to widen, or None."""
+    if not hit:
+        return None
+    parts = [f"{name} {best_params[name]} at its {end} end (lower tune.search_space.{name}.low)" if end == "low"
+             else f"{name} {best_params[name]} at its {end} end (raise tune.search_space.{name}.high)"
+             for name, end in sorted(hit.items())]
+    return ("warning: the best point of the search sits on the edge of its space, so the optimum may lie "
+            "beyond it: " + "; ".join(parts))

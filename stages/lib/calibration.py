@@ -11,7 +11,14 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from stages.lib.exact import round_significant_bits, round_significant_digits
+
 EPSILON = 1e-6
+# Sigmoid calibration's outputs are the same bits on every x86-64 CPU: its two coefficients come
+# from L-BFGS, whose BLAS calls (OpenBLAS picks a kernel per CPU) move them in the last bit, so
+# they are rounded to 8 significant digits (a margin of 10^7); its probabilities go through
+# np.log and exp (SVML or glibc, FMA or not), so they are rounded to 24 bits (stages.lib.exact).
+COEFFICIENT_DIGITS = 8
 
 
 class ProbabilityCalibrator:
@@ -23,6 +30,9 @@ class ProbabilityCalibrator:
     def fit(self, scores: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
         if self.method == "sigmoid":
             self.mapping_ = LogisticRegression(C=1e6).fit(self._logit(scores), y)
+            self.mapping_.coef_ = np.vectorize(round_significant_digits)(self.mapping_.coef_, COEFFICIENT_DIGITS)
+            self.mapping_.intercept_ = np.vectorize(round_significant_digits)(self.mapping_.intercept_,
+                                                                              COEFFICIENT_DIGITS)
         elif self.method == "isotonic":
             self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
         return self
@@ -35,7 +45,7 @@ class ProbabilityCalibrator:
     def transform(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype=float)
         if self.method == "sigmoid":
-            return self.mapping_.predict_proba(self._logit(scores))[:, 1]
+            return round_significant_bits(self.mapping_.predict_proba(self._logit(scores))[:, 1])
         if self.method == "isotonic":
             return self.mapping_.predict(scores)
         return scores

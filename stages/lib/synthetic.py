@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from stages.lib.exact import round_significant_bits
 from stages.lib.params import GenerateParams
 
 ID_COLUMN = "customer_id"
@@ -177,7 +178,8 @@ def generate_customers(params: GenerateParams, seed: int) -> tuple[pd.DataFrame,
         "newsletter_subscriber": newsletter_subscriber,
         TARGET_COLUMN: purchased,
     })
-    probabilities = pd.DataFrame({ID_COLUMN: customer_id, PROBABILITY_COLUMN: probability})
+    # Rounded: np.exp differs in the last bit between CPUs (SVML on AVX-512, glibc elsewhere).
+    probabilities = pd.DataFrame({ID_COLUMN: customer_id, PROBABILITY_COLUMN: round_significant_bits(probability)})
     return customers, probabilities
 
 

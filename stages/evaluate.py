@@ -3,10 +3,12 @@
 Precision, recall and F1 at the threshold chosen out of fold (and at 0.5, for
 comparison), ranking quality (ROC AUC, average precision), probability quality
 (Brier, log loss, expected vs. actual buyers), the majority-class baseline, lift
-at the top of the list and, for the generated data, the distance to the ideal
-scorer that knows every customer's true probability.
+at the top of the list, the models a user would pick instead (stages/lib/baselines.py)
+and, for the generated data, the distance to the ideal scorer that knows every
+customer's true probability.
 
-    python -m stages.evaluate --test data/processed/test.parquet --model models/model.joblib \
+    python -m stages.evaluate --test data/processed/test.parquet --train data/processed/train.parquet \
+        --model models/model.joblib \
         --calibrator models/calibrator.joblib --threshold models/threshold.json \
         --true-probabilities data/raw/true_probability.parquet \
         --generated-path data/raw/customers.csv --metrics metrics/metrics.json \
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stages.lib import figures, plots
+from stages.lib.baselines import baseline_metrics, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
@@ -33,6 +36,7 @@ from stages.lib.tables import read_table
 def main(argv: Sequence[str]) -> None:
     parser = stage_parser(__doc__, "stages.evaluate")
     parser.add_argument("--test", required=True, help="processed test split")
+    parser.add_argument("--train", required=True, help="processed training split: the baselines are fitted on it")
     parser.add_argument("--model", required=True)
     parser.add_argument("--calibrator", required=True)
     parser.add_argument("--threshold", required=True, help="threshold chosen by calibrate (JSON)")
@@ -50,6 +54,10 @@ def main(argv: Sequence[str]) -> None:
     threshold = Threshold.from_json(read_json(args.threshold))
     y, probability, raw = score_processed(test, id_columns, model, load_object(args.calibrator))
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
+    train_features, train_y = split_features(read_table(args.train), id_columns, args.train)
+    fitted = fit_baselines(train_features, train_y, params.base.seed, params.model.threads)
+    test_features = split_features(test, id_columns, args.test)[0]
+    metrics["baselines"] = baseline_metrics(fitted, test_features, y, params.evaluate.top_fraction)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     if is_generated and args.true_probabilities and Path(args.true_probabilities).is_file():
         truth = true_probabilities_of(test, read_table(args.true_probabilities), id_columns)

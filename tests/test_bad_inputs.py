@@ -96,7 +96,8 @@ class Workspace:
                            "--test", out / "test.parquet", "--preprocessor", out / "preprocessor.joblib"],
             "resample": ["--train", inp / "train.parquet", "--output", out / "resampled.parquet",
                          "--metrics", out / "resample.json"],
-            "evaluate": ["--test", inp / "test.parquet", "--model", inp / "model.joblib",
+            "evaluate": ["--test", inp / "test.parquet", "--train", inp / "train.parquet",
+                         "--model", inp / "model.joblib",
                          "--calibrator", inp / "calibrator.joblib", "--threshold", inp / "threshold.json",
                          "--metrics", out / "metrics.json", "--plots-dir", out / "plots"],
         }[self.stage]

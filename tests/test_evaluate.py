@@ -131,13 +131,14 @@ def test_calibration_never_changes_a_ranking_number(params, resampled_table, tra
 
 
 @pytest.fixture
-def evaluate_inputs(tmp_path, params, raw_params, resampled_table, test_table, true_probabilities):
+def evaluate_inputs(tmp_path, params, raw_params, resampled_table, train_table, test_table, true_probabilities):
     """Artifacts evaluate reads, written to tmp_path; returns a function that runs it."""
     features, y = split_features(resampled_table, params.data.id_columns)
     save_object(train_model(features, y, params, {"num_leaves": 15}), tmp_path / "model.joblib")
     save_object(ProbabilityCalibrator("none").fit(None, None), tmp_path / "calibrator.joblib")
     write_json({"threshold": 0.5}, tmp_path / "threshold.json")
     write_table(test_table, tmp_path / "test.parquet")
+    write_table(train_table, tmp_path / "train.parquet")
     write_table(true_probabilities, tmp_path / "true_probability.parquet")
     generated = str(tmp_path / "customers.csv")
 
@@ -146,6 +147,7 @@ def evaluate_inputs(tmp_path, params, raw_params, resampled_table, test_table, t
         params_path = write_params(raw_params, tmp_path / "params.yaml")
         metrics = tmp_path / "out" / "metrics.json"
         evaluate.main(["--params", str(params_path), "--test", str(tmp_path / "test.parquet"),
+                       "--train", str(tmp_path / "train.parquet"),
                        "--model", str(tmp_path / "model.joblib"), "--calibrator", str(tmp_path / "calibrator.joblib"),
                        "--threshold", str(tmp_path / "threshold.json"), "--true-probabilities", truth,
                        "--generated-path", generated, "--metrics", str(metrics),
@@ -194,3 +196,29 @@ def test_plot_files_are_written(evaluate_inputs, tmp_path):
     assert counts[("buyer", "buyer")] == metrics["tp"]
     assert counts[("non-buyer", "buyer")] == metrics["fp"]
     assert (plots / "feature_importance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):
+    metrics = evaluate_inputs()
+    assert set(metrics["baselines"]) == {"logistic_regression", "default_lightgbm"}
+    for numbers in metrics["baselines"].values():
+        assert set(numbers) == {"average_precision", "roc_auc", "precision_at_k", "capture_rate_at_top"}
+        assert 0.5 < numbers["roc_auc"] <= 1 and 0 < numbers["average_precision"] <= 1
+
+
+def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth():
+    from stages.lib.baselines import baseline_metrics, fit_baselines
+    from stages.lib.params import parse_params
+    from stages.lib.preprocessing import preprocess_customers
+    from stages.lib.synthetic import generate_customers
+    from tests.helpers import edited_params
+
+    params = parse_params(edited_params({"generate.rows": 20000, "generate.truth": "linear"}))
+    customers, truth = generate_customers(params.generate, params.base.seed)
+    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    features, y = split_features(train, params.data.id_columns)
+    test_features, test_y = split_features(test, params.data.id_columns)
+    fitted = fit_baselines(features, y, params.base.seed, 1)
+    numbers = baseline_metrics(fitted, test_features, test_y, 0.1)
+    ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
+    assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)

@@ -19,13 +19,9 @@ from sklearn.neighbors import NearestNeighbors
 
 from stages.lib.errors import DataError
 from stages.lib.params import ResampleParams
-from stages.lib.schema import LABEL, SYNTHETIC, split_features
+from stages.lib.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
-
-
-def categorical_columns_of(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
 
 
 def check_minority_size(minority: int, resample: ResampleParams, where: str) -> None:

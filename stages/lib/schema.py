@@ -220,6 +220,11 @@ def check_scoring_table(frame: pd.DataFrame, required_columns: list[str], source
     return [c for c in frame.columns if c not in set(required_columns)]
 
 
+def categorical_columns_of(frame: pd.DataFrame) -> list[str]:
+    """The columns of a processed table that are categories (the preprocessor makes them so)."""
+    return [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+
+
 def split_features(frame: pd.DataFrame, id_columns: list[str],
                    source: str = "input table") -> tuple[pd.DataFrame, np.ndarray]:
     """(features, 0/1 labels) of a table written by preprocess or resample."""

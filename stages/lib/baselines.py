@@ -1,0 +1,75 @@
+"""The models a user would pick instead, fitted on the same training split and scored on the same test rows.
+
+They are comparisons, not models to ship: `evaluate` records each one's ranking
+and its precision and recall at the same contact budget as the model, in
+metrics.json's `baselines`, and the pull-request report says when one beats the model.
+
+- `logistic_regression`: one-hot categoricals, standardised numbers (preprocess
+  has already imputed them and added missing-value flags), L2-regularised.
+- `default_lightgbm`: LightGBM with its own defaults (100 trees, 31 leaves): no
+  tuning, no resampling, no calibration.
+
+Both see the processed training split only, never the resampled one, and are
+scored on the test split alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from stages.lib.exact import round_significant_bits, round_significant_digits
+from stages.lib.metrics import top_of_list_metrics
+from stages.lib.schema import categorical_columns_of
+
+BASELINES = ("logistic_regression", "default_lightgbm")
+# The logistic regression is solved by Newton's method to a tight tolerance (with one level of
+# each category dropped, the problem is well conditioned: coefficients agree to 1e-13 across
+# OpenBLAS kernels) and its coefficients rounded, so the kernel a CPU picks cannot move them.
+COEFFICIENT_DIGITS = 6
+
+
+def logistic_regression(features: pd.DataFrame) -> Pipeline:
+    categorical = categorical_columns_of(features)
+    numeric = [c for c in features.columns if c not in set(categorical)]
+    encode = ColumnTransformer([
+        ("categories", OneHotEncoder(drop="first", handle_unknown="ignore", sparse_output=False), categorical),
+        ("numbers", StandardScaler(), numeric),
+    ])
+    model = LogisticRegression(solver="newton-cholesky", tol=1e-10, max_iter=100)
+    return Pipeline([("encode", encode), ("model", model)])
+
+
+def default_lightgbm(seed: int, threads: int) -> LGBMClassifier:
+    return LGBMClassifier(random_state=seed, n_jobs=threads, deterministic=True, force_col_wise=True, verbose=-1)
+
+
+def fit_baselines(features: pd.DataFrame, y: np.ndarray, seed: int, threads: int) -> dict[str, object]:
+    """Each baseline fitted on the training rows given (the processed training split)."""
+    linear = logistic_regression(features).fit(features, y)
+    model = linear.named_steps["model"]
+    model.coef_ = np.vectorize(round_significant_digits)(model.coef_, COEFFICIENT_DIGITS)
+    model.intercept_ = np.vectorize(round_significant_digits)(model.intercept_, COEFFICIENT_DIGITS)
+    return {"logistic_regression": linear, "default_lightgbm": default_lightgbm(seed, threads).fit(features, y)}
+
+
+def baseline_metrics(fitted: dict[str, object], features: pd.DataFrame, y: np.ndarray, top_fraction: float) -> dict:
+    """Each baseline's ranking numbers on the test rows, and its precision and recall at the contact budget."""
+    results = {}
+    for name, model in fitted.items():
+        # Rounded to 24 bits: the probabilities of the logistic regression pass through BLAS and np.exp.
+        scores = round_significant_bits(model.predict_proba(features)[:, 1])
+        top = top_of_list_metrics(y, scores, top_fraction)
+        results[name] = {
+            "average_precision": float(average_precision_score(y, scores)),
+            "roc_auc": float(roc_auc_score(y, scores)),
+            "precision_at_k": top["precision_at_k"],
+            "capture_rate_at_top": top["capture_rate_at_top"],
+        }
+    return results

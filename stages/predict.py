@@ -46,6 +46,10 @@ def available_cores() -> int:
 
 
 def main(argv: Sequence[str]) -> None:
+    # LightGBM's OpenMP threads sleep instead of spinning while they wait, so scoring with every
+    # core does not collapse when other work holds one (benchmarks/README.md, "Scoring"). libgomp
+    # reads this when LightGBM loads, with the model below; a value the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Everything scoring needs was saved with the model; params.yaml may have moved on since.
     parser = stage_parser(__doc__, "stages.predict", reads_params=False)
     parser.add_argument("--input", required=True, help="customers to score (.csv or .parquet)")
@@ -58,7 +62,8 @@ def main(argv: Sequence[str]) -> None:
                         help=f"rows scored at a time (default: {BATCH_ROWS:,})")
     parser.add_argument("--threads", type=int, default=available_cores(),
                         help="LightGBM prediction threads; scores do not depend on it "
-                             "(default: the cores this process may use)")
+                             "(default: the cores this process may use; threads wait passively "
+                             "unless OMP_WAIT_POLICY is set)")
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
@@ -72,7 +77,9 @@ def main(argv: Sequence[str]) -> None:
     else:
         lock = find_lock(args.models, Path.cwd())
     scoring = load_scoring_model(args.models, lock, args.threads)
-    scores, ignored = score_batches(input_batches(args.input, args.batch_rows), scoring,
+    # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
+    batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)
+    scores, ignored = score_batches(batches, scoring,
                                     scoring.preprocessor.id_columns or [], args.input)
     write_table(scores, args.output)
     if ignored:

@@ -43,7 +43,29 @@ def _level_codes(text: pd.Series, known: list[str]) -> np.ndarray:
     # customers notices.
     values = pa.array(text)
     found = pc.index_in(values, value_set=pa.array(known, type=values.type))
-    return found.fill_null(-1).to_numpy().astype(np.int32)
+    codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    unmatched = (codes < 0) & text.notna().to_numpy()
+    if unmatched.any():
+        # Scoring reads categories as text; training may have read a column of numbers
+        # or flags as such, so "1" may be the level "1.0" (or "1"), and "true" "True".
+        positions = {level: i for i, level in enumerate(known)}
+        which, distinct = pd.factorize(text[unmatched])
+        lookup = np.array([_typed_level(str(v), positions) for v in distinct], dtype=np.int32)
+        codes[unmatched] = lookup[which]
+    return codes
+
+
+def _typed_level(value: str, positions: dict[str, int]) -> int:
+    """The level `value` had as the number or flag training read it as; -1 if none."""
+    if value.lower() in ("true", "false"):
+        candidates = [value.lower().capitalize()]
+    else:
+        try:
+            number = float(value)
+        except ValueError:
+            return -1
+        candidates = [str(number)] + ([str(int(number))] if number.is_integer() else [])
+    return next((positions[c] for c in candidates if c in positions), -1)
 
 
 class CustomerPreprocessor(TransformerMixin, BaseEstimator):

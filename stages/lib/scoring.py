@@ -19,10 +19,9 @@ from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import load_object, read_json
 from stages.lib.ranking import Threshold, best_first
 from stages.lib.schema import check_scoring_table, split_features
-
-# The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
 from stages.lib.tables import iter_table_batches, read_table
 
+# The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
 # dvc.lock records; `stages.predict --models DIR` loads the same file names from DIR.
 PREPROCESSOR = "models/preprocessor.joblib"
 MODEL = "models/model.joblib"
@@ -76,11 +75,12 @@ def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int =
     )
 
 
-def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
+def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS,
+                  text_columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """The input in chunks; a table with a header and no rows gives one empty chunk with the header."""
     path = Path(path)
     empty = True
-    for batch in iter_table_batches(path, batch_rows):
+    for batch in iter_table_batches(path, batch_rows, text_columns):
         empty = False
         yield batch
     if empty:

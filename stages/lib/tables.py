@@ -59,15 +59,19 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         raise _unreadable(path, fmt, error) from None
 
 
-def iter_table_batches(path: str | Path, batch_rows: int) -> Iterator[pd.DataFrame]:
-    """Yield a table in chunks of at most `batch_rows` rows, to keep memory flat."""
+def iter_table_batches(path: str | Path, batch_rows: int,
+                       text_columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Yield a table in chunks of at most `batch_rows` rows, to keep memory flat.
+
+    A CSV file's `text_columns` are read as text in every chunk (not as numbers in one
+    chunk and text in another)."""
     path, fmt = _readable(path)
     try:
         if fmt == "parquet":
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
                 yield batch.to_pandas()
         else:
-            yield from pd.read_csv(path, chunksize=batch_rows)
+            yield from pd.read_csv(path, chunksize=batch_rows, dtype=dict.fromkeys(text_columns or [], "str"))
     except READ_ERRORS as error:
         raise _unreadable(path, fmt, error) from None
 

@@ -83,3 +83,20 @@ def test_a_base_dvc_cannot_read_is_a_visible_warning(two_commits, tmp_path):
     report = output.read_text()
     assert "> **Warning:** DVC: failed to load metrics in revision 'HEAD~1'" in report
     assert "warning: failed to load metrics" in result.stderr
+
+
+def test_the_report_says_plainly_when_a_baseline_wins():
+    from stages.lib.report_markdown import baselines_section
+
+    metrics = {"average_precision": 0.40, "roc_auc": 0.9, "precision_at_k": 0.3, "capture_rate_at_top": 0.7,
+               "top_fraction": 0.1,
+               "baselines": {"logistic_regression": {"average_precision": 0.45, "roc_auc": 0.91,
+                                                     "precision_at_k": 0.31, "capture_rate_at_top": 0.72},
+                             "default_lightgbm": {"average_precision": 0.35, "roc_auc": 0.88,
+                                                  "precision_at_k": 0.28, "capture_rate_at_top": 0.65}}}
+    text = "\n".join(baselines_section(metrics))
+    assert "| average precision | 0.4000 | 0.4500 | 0.3500 |" in text
+    assert "**logistic regression (0.4500) ranks customers better than this model" in text
+    metrics["baselines"]["logistic_regression"]["average_precision"] = 0.39
+    text = "\n".join(baselines_section(metrics))
+    assert "better than every alternative" in text and "**" not in text

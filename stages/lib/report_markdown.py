@@ -219,6 +219,40 @@ def plots_section(root: Path, base: Revision, plots_dir: Path, report_dir: Path)
     return lines + [""]
 
 
+BASELINE_NAMES = {"logistic_regression": "logistic regression", "default_lightgbm": "LightGBM, default settings"}
+BASELINE_METRICS = (("average_precision", "average precision"), ("roc_auc", "ROC AUC"),
+                    ("precision_at_k", "precision at the contact budget"),
+                    ("capture_rate_at_top", "buyers reached at the contact budget"))
+
+
+def baselines_section(metrics: Any) -> list[str]:
+    """The model beside the models a user would pick instead, on the same split; says plainly when one wins."""
+    baselines = metrics.get("baselines") if isinstance(metrics, dict) else None
+    if not baselines:
+        return []
+    names = [n for n in BASELINE_NAMES if n in baselines]
+    lines = ["## Beside the alternatives", "",
+             "The same training split and test rows; the contact budget is the top "
+             f"{format_value(metrics.get('top_fraction'))} of the list.", "",
+             "| | this model | " + " | ".join(BASELINE_NAMES[n] for n in names) + " |",
+             "|---|---:|" + "---:|" * len(names)]
+    for key, label in BASELINE_METRICS:
+        lines.append(f"| {label} | {format_value(metrics.get(key))} | "
+                     + " | ".join(format_value(baselines[n].get(key)) for n in names) + " |")
+    ours = metrics.get("average_precision") or 0.0
+    winners = [n for n in names if baselines[n].get("average_precision", 0.0) > ours]
+    lines.append("")
+    if winners:
+        lines.append("**" + " and ".join(f"{BASELINE_NAMES[n]} ({format_value(baselines[n]['average_precision'])})"
+                                         for n in winners)
+                     + f" rank{'s' if len(winners) == 1 else ''} customers better than this model "
+                     f"({format_value(ours)} average precision) on this data.** Consider it before shipping.")
+    else:
+        lines.append(f"This model ranks customers better than every alternative here "
+                     f"({format_value(ours)} average precision).")
+    return lines + [""]
+
+
 def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> str:
     base_revision, workspace = describe_revisions(root, base)
     warnings: list[str] = []
@@ -237,6 +271,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
         headline_sentence(metrics, base_revision),
         "",
         *metrics_section(metrics, order, base_revision, workspace),
+        *baselines_section(revision_json(root, None, METRICS_FILE)),
         *params_section(params, base_revision, workspace),
         *plots_section(root, base_revision, plots_dir, report_dir),
     ]

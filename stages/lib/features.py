@@ -39,8 +39,8 @@ def _as_text(series: pd.Series) -> pd.Series:
 def _level_codes(text: pd.Series, known: list[str]) -> np.ndarray:
     """Position of each value in `known`, -1 for a missing or unseen value."""
     # Arrow's hash lookup on the Arrow-backed strings, without converting them to
-    # Python objects: 3x faster than pd.Index.get_indexer, which scoring a million
-    # customers notices.
+    # Python objects: faster than pd.Index.get_indexer where scoring millions of
+    # customers notices (benchmarks/README.md, "Scoring").
     values = pa.array(text)
     found = pc.index_in(values, value_set=pa.array(known, type=values.type))
     codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)

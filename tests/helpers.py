@@ -16,9 +16,11 @@ import copy
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -259,3 +261,23 @@ def output_files(root: Path) -> list[Path]:
     """Every file the pipeline writes (directory outputs expanded), and dvc.lock."""
     paths = [root / p for p in declared_outputs(root)] + [root / "dvc.lock"]
     return sorted(f for p in paths for f in ([p] if not p.is_dir() else p.rglob("*")) if not f.is_dir())
+
+
+def repro_killed_during(repo: Path, stage: str, log: Path, after_seconds: float = 1.0) -> str:
+    """Run `dvc repro`, SIGKILL it `after_seconds` into `stage` (dvc and the stage it runs, as a lost
+    machine would); return what it printed."""
+    with open(log, "w") as handle:
+        # Its own session, so the kill reaches dvc and every process it started.
+        run = subprocess.Popen([PYTHON, "-m", "dvc", "repro"], cwd=repo, env=child_env(PYTHONUNBUFFERED="1"),
+                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 600
+            while f"Running stage '{stage}'" not in log.read_text():
+                assert run.poll() is None, f"dvc repro ended before stage {stage}:\n{log.read_text()}"
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            time.sleep(after_seconds)
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    return log.read_text()

@@ -10,15 +10,11 @@ the tests' small params):
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, child_env, copy_repo, declared_outputs, dvc, new_repo, output_md5s, temp_files
+from tests.helpers import copy_repo, declared_outputs, dvc, new_repo, output_md5s, repro_killed_during, temp_files
 
 pytestmark = pytest.mark.e2e
 
@@ -49,21 +45,7 @@ def test_forced_rerun_reproduces_every_output_bit_for_bit(uninterrupted):
 def test_repro_killed_part_way_then_rerun_gives_the_uninterrupted_lock(uninterrupted, tmp_path):
     _, expected_lock = uninterrupted
     root = new_repo(tmp_path / "repo")
-    log = tmp_path / "killed-run.log"
-    with open(log, "w") as handle:
-        # Its own session, so the kill reaches dvc and the stage it runs, as a lost machine would.
-        run = subprocess.Popen([PYTHON, "-m", "dvc", "repro"], cwd=root, env=child_env(PYTHONUNBUFFERED="1"),
-                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 600
-            while f"Running stage '{KILL_DURING_STAGE}'" not in log.read_text():
-                assert run.poll() is None, f"dvc repro ended before stage {KILL_DURING_STAGE}:\n{log.read_text()}"
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            time.sleep(KILL_AFTER_SECONDS)
-        finally:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    repro_killed_during(root, KILL_DURING_STAGE, tmp_path / "killed-run.log", KILL_AFTER_SECONDS)
     assert not (root / "models" / "model.joblib").exists(), "the kill came after the pipeline had finished"
 
     rerun = dvc("repro", cwd=root)

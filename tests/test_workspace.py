@@ -11,10 +11,7 @@ In copies of the session's reproduced test repository:
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,15 +20,15 @@ from ruamel.yaml import YAML
 
 from stages.lib.params import load_params
 from tests.helpers import (
-    PYTHON,
     REPO_ROOT,
     TEST_PARAMS,
-    child_env,
     copy_repo,
     dvc,
     edit_params_file,
     git,
     output_files,
+    python_module,
+    repro_killed_during,
     stages_run,
 )
 
@@ -58,20 +55,24 @@ def assert_failed_leaving_everything(repo: Path, before: dict, result: subproces
     assert git("status", "--porcelain", cwd=repo).stdout.strip() == "M params.yaml"
 
 
-def test_a_bad_param_under_dvc_repro_keeps_every_output(repo):
-    before = state(repo)
+def typo_in_tune(repo: Path) -> None:
     text = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(text.replace("  n_iter:", "  n_iters:"))  # the README's typo
-    result = dvc("repro", cwd=repo, check=False)
-    assert "tune.n_iters: unknown key; did you mean 'n_iter'?" in result.stderr
-    assert_failed_leaving_everything(repo, before, result)
 
 
-def test_a_bad_data_file_under_dvc_repro_keeps_every_output(repo):
-    before = state(repo)
+def target_not_in_the_data(repo: Path) -> None:
     edit_params_file(repo / "params.yaml", {"data.target": "bought"})
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (typo_in_tune, "tune.n_iters: unknown key; did you mean 'n_iter'?"),
+    (target_not_in_the_data, "target column 'bought' (data.target) not found"),
+], ids=["bad-param", "bad-data"])
+def test_a_stage_that_refuses_its_input_under_dvc_repro_keeps_every_output(repo, break_it, message):
+    before = state(repo)
+    break_it(repo)
     result = dvc("repro", cwd=repo, check=False)
-    assert "target column 'bought' (data.target) not found" in result.stderr
+    assert message in result.stderr
     assert_failed_leaving_everything(repo, before, result)
 
 
@@ -88,22 +89,8 @@ def test_a_missing_data_file_stops_at_dvcs_message_and_keeps_every_output(repo):
 def test_a_stage_killed_under_dvc_repro_keeps_every_output(repo, tmp_path):
     before = state(repo)
     edit_params_file(repo / "params.yaml", {"tune.n_iter": 3})
-    log = tmp_path / "repro.log"
-    with open(log, "w") as handle:
-        # Its own session, so the kill reaches dvc and the stage it runs, as a lost machine would.
-        run = subprocess.Popen([PYTHON, "-m", "dvc", "repro"], cwd=repo, env=child_env(PYTHONUNBUFFERED="1"),
-                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 300
-            while "Running stage 'tune'" not in log.read_text():
-                assert run.poll() is None, log.read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            time.sleep(1.0)
-        finally:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-    assert_failed_leaving_everything(repo, before, subprocess.CompletedProcess([], -9, log.read_text(), ""))
+    printed = repro_killed_during(repo, "tune", tmp_path / "repro.log")
+    assert_failed_leaving_everything(repo, before, subprocess.CompletedProcess([], -9, printed, ""))
 
 
 def committed_layout_with(values: dict, path: Path) -> str:
@@ -161,8 +148,8 @@ def test_the_test_suite_passes_in_a_workspace_changed_as_the_readme_says(tmp_pat
     (workspace / "data" / "customers.csv").write_text("account_id,visits,converted\nA1,3,Yes\nA2,1,No\n")
     dvc("add", "data/customers.csv", cwd=workspace)
     git("add", "-A", cwd=workspace)
-    result = subprocess.run([PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not e2e",
-                             "tests/test_config.py", "tests/test_calibrate.py", "tests/test_leakage.py",
-                             "tests/test_bad_inputs.py::test_every_params_problem_is_reported_at_once"],
-                            cwd=workspace, env=child_env(), capture_output=True, text=True, timeout=600)
+    result = python_module("pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not e2e",
+                           "tests/test_config.py", "tests/test_calibrate.py", "tests/test_leakage.py",
+                           "tests/test_bad_inputs.py::test_every_params_problem_is_reported_at_once",
+                           cwd=workspace, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -23,6 +23,7 @@ from pathlib import Path
 from stages.lib import figures, plots
 from stages.lib.baselines import baseline_metrics, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
+from stages.lib.compute import model_threads
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
 from stages.lib.params import load_params
@@ -55,7 +56,7 @@ def main(argv: Sequence[str]) -> None:
     y, probability, raw = score_processed(test, id_columns, model, load_object(args.calibrator))
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     train_features, train_y = split_features(read_table(args.train), id_columns, args.train)
-    fitted = fit_baselines(train_features, train_y, params.base.seed, params.model.threads)
+    fitted = fit_baselines(train_features, train_y, params.base.seed, model_threads(params.model))
     test_features = split_features(test, id_columns, args.test)[0]
     metrics["baselines"] = baseline_metrics(fitted, test_features, y, params.evaluate.top_fraction)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from stages.lib.artifacts import find_lock
 from stages.lib.cli import run_stage, stage_parser
+from stages.lib.compute import usable_cores
 from stages.lib.errors import ArtifactError
 from stages.lib.scoring import (
     BATCH_ROWS,
@@ -38,11 +39,6 @@ from stages.lib.scoring import (
     score_batches,
 )
 from stages.lib.tables import table_format, write_table
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 
 def main(argv: Sequence[str]) -> None:
@@ -60,10 +56,10 @@ def main(argv: Sequence[str]) -> None:
                         "in or above the model directory, else in or above the current directory)")
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
                         help=f"rows scored at a time (default: {BATCH_ROWS:,})")
-    parser.add_argument("--threads", type=int, default=available_cores(),
+    parser.add_argument("--threads", type=int, default=usable_cores(),
                         help="LightGBM prediction threads; scores do not depend on it "
-                             "(default: the cores this process may use; threads wait passively "
-                             "unless OMP_WAIT_POLICY is set)")
+                             "(default: the cores this process may use, by CPU affinity and cgroup quota; "
+                             "threads wait passively unless OMP_WAIT_POLICY is set)")
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")

@@ -36,6 +36,7 @@ PYTHON = sys.executable
 # methods set theirs explicitly.
 TEST_PARAMS: dict[str, Any] = {
     "base": {"seed": 42},
+    "compute": {"engine": "local"},
     "generate": {"rows": 3000, "purchase_rate": 0.04, "truth": "nonlinear"},
     "data": {
         "path": "data/raw/customers.csv",

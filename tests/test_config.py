@@ -154,3 +154,33 @@ def test_params_are_read_as_yaml_1_2_like_dvc(tmp_path, raw_params):
     path = tmp_path / "params.yaml"
     path.write_text(text)
     assert load_params(path).data.positive_label == "Yes"
+
+
+def test_compute_defaults_to_the_local_engine(raw_params):
+    del raw_params["compute"]
+    assert parse_params(raw_params).compute.engine == "local"
+
+
+def test_an_unknown_engine_lists_the_allowed_ones(raw_params):
+    raw_params["compute"]["engine"] = "dusk"
+    assert problems_of(raw_params) == ["params.yaml: compute.engine is 'dusk'; allowed: local, dask "
+                                       "(did you mean 'dask'?)"]
+
+
+def test_threads_and_n_jobs_accept_auto(raw_params):
+    raw_params["model"]["threads"] = "auto"
+    raw_params["tune"]["n_jobs"] = "auto"
+    params = parse_params(raw_params)
+    assert params.model.threads == "auto" and params.tune.n_jobs == "auto"
+
+
+@pytest.mark.parametrize("value, problem", [
+    (0, "params.yaml: model.threads is 0; it must be >= 1, or auto"),
+    ("autp", "params.yaml: model.threads is 'autp'; allowed: a whole number >= 1, or auto (did you mean 'auto'?)"),
+    (1.5, "params.yaml: model.threads is 1.5; expected an integer or auto"),
+    (True, "params.yaml: model.threads is True; expected an integer or auto"),
+    (None, "params.yaml: model.threads is None; expected an integer or auto"),
+])
+def test_a_bad_count_is_one_line_whichever_member_of_its_union_failed(raw_params, value, problem):
+    raw_params["model"]["threads"] = value
+    assert problems_of(raw_params) == [problem]

@@ -28,3 +28,7 @@ class ArtifactError(PipelineError):
 
 class OutputError(PipelineError):
     """An output cannot be written: no space left, no permission, a file where a folder should be."""
+
+
+class ClusterError(PipelineError):
+    """compute.engine dask: the cluster cannot be reached, or lost a worker or its scheduler mid-stage."""

@@ -18,6 +18,7 @@ from lightgbm import LGBMClassifier, early_stopping
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
 from stages.lib import resampling
+from stages.lib.compute import model_threads
 from stages.lib.errors import DataError
 from stages.lib.params import ModelParams, Params, ResampleParams
 
@@ -66,7 +67,8 @@ def make_classifier(model: ModelParams, resample: ResampleParams, seed: int,
     """LightGBM with the fixed params, the tuned ones, and determinism switched on."""
     settings: dict[str, Any] = {
         "n_estimators": model.n_estimators,
-        "n_jobs": model.threads,
+        # Always explicit: LightGBM ignores OMP_NUM_THREADS. `auto`: the usable cores.
+        "n_jobs": model_threads(model),
         "random_state": seed,
         # Same data, params and thread count give the same trees, bit for bit.
         "deterministic": True,

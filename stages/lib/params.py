@@ -31,10 +31,15 @@ PRIORS = ("uniform", "log-uniform")
 DIMENSION_TYPES = ("real", "integer")
 DUPLICATE_ID_POLICIES = ("warn", "error")
 GENERATE_TRUTHS = ("nonlinear", "linear")
+ENGINES = ("local", "dask")
+# model.threads and tune.n_jobs: the usable cores (stages/lib/compute.py), without oversubscribing them.
+AUTO = "auto"
 # Scorers that rank customers by probability; BayesSearchCV maximises the one chosen.
 TUNE_SCORINGS = ("average_precision", "roc_auc", "neg_log_loss", "neg_brier_score", "f1", "recall", "precision")
 
 Text = Annotated[str, StringConstraints(min_length=1)]
+# A positive count, or `auto`.
+Count = Union[Annotated[int, Field(ge=1)], Literal[AUTO]]
 
 
 class _Section(BaseModel):
@@ -43,6 +48,12 @@ class _Section(BaseModel):
 
 class BaseParams(_Section):
     seed: int = Field(ge=0, le=2**32 - 1)
+
+
+class ComputeParams(_Section):
+    # Where the fits run: this machine (local) or a Dask cluster (dask). Where the cluster is, is
+    # Dask's configuration (DASK_SCHEDULER_ADDRESS), never this file.
+    engine: Literal[ENGINES] = "local"
 
 
 class GenerateParams(_Section):
@@ -76,7 +87,7 @@ class ResampleParams(_Section):
 
 class ModelParams(_Section):
     n_estimators: int = Field(ge=1)
-    threads: int = Field(default=1, ge=1)
+    threads: Count = 1
 
 
 class Dimension(_Section):
@@ -94,7 +105,7 @@ class TuneParams(_Section):
     search_space: dict[Annotated[str, BeforeValidator(str)], Dimension] = Field(min_length=1)
     scoring: Literal[TUNE_SCORINGS] = "average_precision"
     # Parallel cross-validation fits (processes); they share model.threads between them.
-    n_jobs: int = Field(default=1, ge=1)
+    n_jobs: Count = 1
     # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
     # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
     n_points: int = Field(default=1, ge=1)
@@ -124,6 +135,7 @@ class EvaluateParams(_Section):
 
 class Params(_Section):
     base: BaseParams
+    compute: ComputeParams = ComputeParams()
     generate: GenerateParams
     data: DataParams
     preprocess: PreprocessParams
@@ -197,6 +209,8 @@ def _problem(error: Mapping[str, Any], raw: Mapping) -> str:
     path, declared, depth = _locate(loc)
     # Within an Optional or Union, the value of the field as a whole, not of the member that failed.
     value = error["input"] if depth == len(loc) else functools.reduce(operator.getitem, loc[:depth], raw)
+    if declared == Count and kind not in ("extra_forbidden", "invalid_key", "missing"):
+        return _count_problem(path, value)
     if kind in ("extra_forbidden", "invalid_key"):
         known = list(_bare(_locate(loc[:-1])[1]).model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
@@ -223,6 +237,17 @@ def _problem(error: Mapping[str, Any], raw: Mapping) -> str:
     else:
         expected = _type_name(declared)
     return f"{_where(path)} is {value!r}; expected {expected}"
+
+
+def _count_problem(path: str, value: Any) -> str:
+    """A Count (a whole number >= 1, or auto) is one line, whichever member of its union failed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{_where(path)} is {value!r}; it must be >= 1, or {AUTO}"
+    if isinstance(value, str) and value:
+        close = difflib.get_close_matches(value, [AUTO], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{_where(path)} is {value!r}; allowed: a whole number >= 1, or {AUTO}{hint}"
+    return f"{_where(path)} is {value!r}; expected an integer or {AUTO}"
 
 
 def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:

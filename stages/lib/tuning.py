@@ -25,6 +25,7 @@ from skopt.space import Categorical, Integer, Real
 from skopt.utils import dimensions_aslist
 from tqdm import tqdm
 
+from stages.lib.compute import dask_fit_threads, joblib_engine, tuning_workers
 from stages.lib.exact import round_significant_digits
 from stages.lib.models import (
     check_early_stopping_rows,
@@ -173,8 +174,19 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
     if tune.early_stopping_rounds:
         check_early_stopping_rows(y, folds, params.resample, "tuning rows")
-    # The n_jobs workers share model.threads, so folds and LightGBM threads never ask for more cores than that.
-    worker_model = params.model.model_copy(update={"threads": max(1, params.model.threads // tune.n_jobs)})
+    with joblib_engine(params.compute) as client:
+        if client is None:
+            # The workers share the stage's threads, so folds and LightGBM threads never ask for more cores.
+            workers, per_fit = tuning_workers(params)
+        else:
+            workers, per_fit = sum(client.nthreads().values()), dask_fit_threads(params.model)
+        return _search(features, y, params, folds, params.model.model_copy(update={"threads": per_fit}), workers,
+                       progress)
+
+
+def _search(features: pd.DataFrame, y: np.ndarray, params: Params, folds: StratifiedKFold, worker_model,
+            workers: int, progress: TuningProgress | None) -> TuneResult:
+    tune, seed = params.tune, params.base.seed
     if tune.early_stopping_rounds:
         pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
                                                 tune.scoring)
@@ -186,7 +198,7 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
         n_iter=tune.n_iter,
         cv=folds,
         scoring=tune.scoring,
-        n_jobs=tune.n_jobs,
+        n_jobs=workers,
         n_points=tune.n_points,
         refit=False,
         random_state=seed,
@@ -211,7 +223,7 @@ def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
     best_params = {k.removeprefix(MODEL_STEP): _plain(v)
                    for k, v in sorted(search.cv_results_["params"][best_index].items())}
     if tune.early_stopping_rounds:
-        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, tune.n_jobs)
+        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, workers)
     return TuneResult(best_params, float(scores[best_index]), trace, len(y))
 
 

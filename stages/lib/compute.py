@@ -1,0 +1,166 @@
+"""Where the work runs: the cores this process may use, `auto` thread counts, and the Dask engine.
+
+`compute.engine: local` (the default) fits in this process and in joblib's worker
+processes, as before. `compute.engine: dask` hands the fits to a Dask cluster.
+Where that cluster is, is Dask's own configuration, never params.yaml or git:
+with DASK_SCHEDULER_ADDRESS set (or `scheduler-address` in ~/.config/dask/*.yaml)
+the stage connects to that scheduler; without it, it starts a LocalCluster with
+one single-threaded worker process per usable core and closes it when done.
+
+`model.threads: auto` and `tune.n_jobs: auto` use the usable cores without
+asking for more: tune's workers times LightGBM threads per fit stays within
+them. Thread counts never change results (LightGBM runs with deterministic=True).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from stages.lib.errors import ClusterError
+from stages.lib.params import AUTO, ComputeParams, ModelParams, Params
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# How long a stage waits for the scheduler DASK_SCHEDULER_ADDRESS names before it gives up.
+CONNECT_TIMEOUT = "30s"
+
+
+def _cgroup_v2_limit(root: Path, own: str) -> float | None:
+    """The tightest cpu.max quota (in cores) on the way from this process's cgroup up to the root."""
+    limits = []
+    folder = root / own.lstrip("/")
+    for candidate in [folder, *folder.parents]:
+        if candidate == root.parent:
+            break
+        try:
+            quota, period = (candidate / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and float(period) > 0:
+            limits.append(float(quota) / float(period))
+    return min(limits) if limits else None
+
+
+def _cgroup_v1_limit(root: Path) -> float | None:
+    for folder in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        try:
+            quota = int((root / folder / "cpu.cfs_quota_us").read_text())
+            period = int((root / folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        if quota > 0 and period > 0:
+            return quota / period
+    return None
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in cores (1.5 = one and a half), None when unlimited."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    own = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), "/")
+    if (root / "cgroup.controllers").exists():
+        return _cgroup_v2_limit(root, own)
+    return _cgroup_v1_limit(root)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (rounded down, at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, math.floor(limit)))
+    return max(1, cores)
+
+
+def model_threads(model: ModelParams, cores: int | None = None) -> int:
+    """LightGBM threads for a stage that fits one model at a time (calibrate, train, evaluate)."""
+    if model.threads == AUTO:
+        return cores if cores is not None else usable_cores()
+    return model.threads
+
+
+def tuning_workers(params: Params, cores: int | None = None) -> tuple[int, int]:
+    """(cross-validation fits side by side, LightGBM threads per fit) for the local engine.
+
+    `tune.n_jobs: auto`: one worker per usable core, but no more than the fits a
+    search step runs (tune.n_points x tune.cv_folds). The workers share the stage's
+    threads (model.threads, or every usable core for auto): threads // workers
+    each, at least 1, so workers x threads never exceeds the cores for auto.
+    """
+    cores = cores if cores is not None else usable_cores()
+    tune = params.tune
+    if tune.n_jobs == AUTO:
+        workers = max(1, min(cores, tune.n_points * tune.cv_folds))
+    else:
+        workers = tune.n_jobs
+    return workers, max(1, model_threads(params.model, cores) // workers)
+
+
+def dask_fit_threads(model: ModelParams) -> int:
+    """LightGBM threads per fit on a Dask cluster: each fit holds one worker thread, so 1 for auto
+    (the cluster's worker threads are its parallelism); an integer model.threads is given to every fit."""
+    return 1 if model.threads == AUTO else model.threads
+
+
+def scheduler_address() -> str | None:
+    """The scheduler Dask's configuration names (DASK_SCHEDULER_ADDRESS, ~/.config/dask/*.yaml), or None."""
+    import dask
+
+    dask.config.refresh()  # the environment may have changed since dask was imported (tests do that)
+    return dask.config.get("scheduler-address", None)
+
+
+@contextlib.contextmanager
+def dask_client(cores: int | None = None) -> Iterator:
+    """A distributed Client for compute.engine dask, closed (with any cluster it started) on exit.
+
+    With a scheduler in Dask's configuration, connects to it. Otherwise starts a
+    LocalCluster: one worker process per usable core, one thread each, no dashboard.
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    address = scheduler_address()
+    if address:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(
+                f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS or Dask's config): "
+                f"{error}; start it, fix the address, or unset it to run on this machine"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    workers = cores if cores is not None else usable_cores()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def joblib_engine(compute: ComputeParams) -> Iterator:
+    """joblib's parallel backend for compute.engine: yields None (local: loky worker processes, as
+    n_jobs says) or the Client whose cluster runs every joblib task (dask: n_jobs is then ignored,
+    the cluster's worker threads decide)."""
+    if compute.engine != "dask":
+        yield None
+        return
+    import joblib
+
+    with dask_client() as client, joblib.parallel_backend("dask"):
+        yield client
+
+
+def cluster_name(client) -> str:
+    """How an error names the cluster: the scheduler's address, or 'a local Dask cluster'."""
+    address = scheduler_address()
+    return f"the Dask scheduler at {address}" if address else "the local Dask cluster"

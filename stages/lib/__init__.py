@@ -7,7 +7,9 @@
     synthetic     the generated customer export and its true probabilities
     preprocessing split and fit on training rows;  features: the pickled preprocessor
     resampling    SMOTE and its variants;  models: LightGBM, pipelines, folds, out-of-fold scores
-    tuning        BayesSearchCV and its progress line
+    tuning        BayesSearchCV and its progress line;  compute: cores, `auto` threads, the Dask client
+    exact         rounding that gives the same bits on every x86-64 CPU;  ranking: customer order, threshold
+    baselines     the models a user would pick instead, beside the model
     calibration   the pickled probability calibrator;  thresholds: calibration fit and threshold choice
     metrics       precision, recall, F1, ranking and top-of-list numbers
     plots         plot data (JSON);  figures: PNG images

@@ -139,3 +139,14 @@ def test_the_stage_records_edges_and_warns_in_one_line(tmp_path, raw_params, tra
     assert recorded["edges"] == {"num_leaves": "low" if recorded["best_params"]["num_leaves"] == 4 else "high"}
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "tune.search_space.num_leaves" in warnings[0]
+
+
+def test_an_end_at_lightgbms_own_limit_is_no_edge(params):
+    space = params.tune.model_copy(update={"search_space": {
+        **params.tune.search_space,
+        "num_leaves": params.tune.search_space["num_leaves"].model_copy(update={"low": 2}),
+        "colsample_bytree": params.tune.search_space["colsample_bytree"].model_copy(update={"high": 1.0}),
+    }})
+    best = {"learning_rate": 0.05, "num_leaves": 2, "min_child_samples": 50, "colsample_bytree": 1.0,
+            "reg_lambda": 0.1}
+    assert edges_hit(best, space) == {}

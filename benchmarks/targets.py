@@ -117,7 +117,9 @@ def best_of(scores: dict[str, float | None]) -> str | None:
 
 def quality_target(run: dict) -> dict:
     """Target: the pipeline's test average precision is at least every alternative's on the same split."""
-    name = f"{run['label']} ({run.get('rows', 0):,} rows): test average precision >= every baseline"
+    rows = f"{run.get('rows', 0):,}"
+    table = f"{rows} rows" if run["label"] == rows else f"{run['label']} ({rows} rows)"
+    name = f"{table}: test average precision >= every baseline"
     limit = ">= " + ", ".join(BASELINE_NAMES.values())
     scores = quality_scores(run)
     ap = scores.pop("pipeline")

@@ -155,12 +155,12 @@ def _quality_run(label, rows, pipeline, lr=None, lgbm=None, flaml=None):
 
 
 def _quality(runs, label):
-    return next(t for t in check_targets(runs) if t["target"].startswith(f"{label} (") and "baseline" in t["target"])
+    return next(t for t in check_targets(runs) if t["target"].startswith(label) and "baseline" in t["target"])
 
 
 def test_quality_target_fails_when_any_baseline_ranks_better_and_says_which_and_by_how_much():
     runs = [_quality_run("own table", 3000, 0.40, lr=0.45, lgbm=0.30, flaml=0.42)]
-    target = _quality(runs, "own table")
+    target = _quality(runs, "own table (3,000 rows):")
     assert target["met"] is False
     assert target["measured"] == "0.4000 vs logistic regression 0.4500"
     assert target["margin"] == "missed by 0.0500 AP (-11.1%), logistic regression ranks better"
@@ -172,17 +172,17 @@ def test_quality_target_fails_when_any_baseline_ranks_better_and_says_which_and_
 
 
 def test_quality_target_is_met_only_when_the_pipeline_ties_or_beats_every_baseline():
-    met = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.40, flaml=0.39)], "10,000")
+    met = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.40, flaml=0.39)], "10,000 rows:")
     assert met["met"] is True and met["margin"] == "0.0000 AP to spare (+0.0%)"
     assert met["measured"] == "0.4000 vs default LightGBM 0.4000"
     # FLAML not run: beating the other two is not enough to call the target met.
-    partial = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.39)], "10,000")
+    partial = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.39)], "10,000 rows:")
     assert partial["met"] is None and "FLAML 60 s not run" in partial["measured"]
     # ... but losing to one that did run is a miss.
-    missed = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.41, lgbm=0.39)], "10,000")
+    missed = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.41, lgbm=0.39)], "10,000 rows:")
     assert missed["met"] is False
     # A run measured before quality was recorded has the target, not run.
-    old = _quality([_run("1,000,000", 1_000_000, 100.0, 100.0)], "1,000,000")
+    old = _quality([_run("1,000,000", 1_000_000, 100.0, 100.0)], "1,000,000 rows:")
     assert old["met"] is None and old["measured"] == "not run"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.targets import BASELINE_NAMES, best_of, quality_scores
+
 
 def _cell(value: Any, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
@@ -48,6 +50,8 @@ def markdown(results: dict) -> str:
         "the wall time when fits run side by side. Peak RSS is the stage's processes added up. Load is the "
         "machine's 1-minute load average when the stage ended (2 cores: above 2, other work competed for them).",
         "",
+        *quality_markdown(results["runs"]),
+        "",
         "| target | limit | measured | met | margin |",
         "| --- | --- | --- | --- | --- |",
     ]
@@ -55,3 +59,49 @@ def markdown(results: dict) -> str:
         met = {True: "yes", False: "**no**", None: "not run"}[t["met"]]
         lines.append(f"| {t['target']} | {t['limit']} | {t['measured']} | {met} | {t['margin']} |")
     return "\n".join(lines) + "\n"
+
+
+def _flaml_note(flaml: dict) -> str:
+    if flaml.get("status") != "run":
+        return flaml.get("status", "not run")
+    return (f"{flaml['configs_tried']} configs in a {flaml.get('time_budget_s', 60):.0f} s budget, "
+            f"{flaml['wall_s']:.0f} s wall, {flaml['cpu_s']:.0f} s CPU, n_jobs {flaml['n_jobs']}, "
+            f"load {flaml['load_average']:.1f}")
+
+
+def quality_markdown(runs: list[dict]) -> list[str]:
+    """Test average precision per run: the pipeline, the ideal scorer, and the alternatives on the same split."""
+    lines = [
+        "Quality: test average precision (AP) on the same test split; every alternative is fitted on the same "
+        "processed training split. Ideal: the true probabilities (generated data only). FLAML: LightGBM AutoML, "
+        "`metric=\"ap\"`, `time_budget=60` (`benchmarks/flaml_baseline.py`); its wall time includes loading the "
+        "data and refitting the best config on the whole training split. Load: the 1-minute load average when "
+        "FLAML ended (2 cores).",
+        "",
+        "| run | rows | test rows (buyers) | pipeline AP | ideal AP | pipeline / ideal | pipeline ROC AUC | "
+        + " | ".join(f"{name} AP" for name in BASELINE_NAMES.values()) + " | best | FLAML search |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    unmeasured = []
+    for run in runs:
+        quality = run.get("quality")
+        if not quality:
+            unmeasured.append(run["label"])
+            continue
+        scores = quality_scores(run)
+        best = best_of(scores)
+        cells = [_cell(scores[name], ".4f") or "not run" for name in BASELINE_NAMES]
+        flaml = quality["baselines"].get("flaml") or {}
+        lines.append(
+            f"| {run['label']} | {run.get('rows', 0):,} | {quality['test_rows']:,} ({quality['test_buyers']:,}) | "
+            f"**{quality['average_precision']:.4f}** | {_cell(quality.get('ideal_average_precision'), '.4f')} | "
+            f"{_cell(quality.get('average_precision_ratio'), '.3f')} | {quality['roc_auc']:.4f} | "
+            + " | ".join(cells)
+            + f" | {'pipeline' if best == 'pipeline' else BASELINE_NAMES.get(best, '')} | {_flaml_note(flaml)} |"
+        )
+    if unmeasured:
+        lines += ["", f"Quality not recorded for: {', '.join(unmeasured)} (measured before the benchmark kept it)."]
+    tables = [run["table"] for run in runs if run.get("table")]
+    if tables:
+        lines += ["", *[f"Own table: {table}." for table in tables]]
+    return lines

@@ -10,6 +10,15 @@ Then `dvc commit` records the outputs (the hashing a real `dvc repro` also
 does) and `dvc repro` is timed with nothing changed. With stages/predict.py
 present, scoring `--score-rows` new customers is timed too.
 
+Then the run's quality: metrics/metrics.json's test average precision, the
+ideal scorer's and the ratio, and the baselines evaluate fitted on the same
+split (logistic regression, default LightGBM); and FLAML's LightGBM AutoML
+(`--flaml-budget` seconds) on the same processed training split, scored on the
+same test split, run by the FLAML environment's interpreter (`--flaml-python`;
+benchmarks/requirements.txt), so the pipeline's environment never imports FLAML.
+`--own-table` adds a run on tests/helpers.py's own_customer_table() (3,000 rows,
+"Yes"/"No" target), a user's own export rather than the generated data.
+
     python -m benchmarks.run --rows 10000 100000 1000000 --tune-sample-rows 200000
 
 Writes <output>.json and <output>.md (default benchmarks/results) and prints
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -32,10 +42,63 @@ import yaml
 
 from benchmarks.markdown import markdown
 from benchmarks.measure import child_env, machine, profile_totals, run_measured
-from benchmarks.targets import DEFAULT_LABEL, check_targets
-from tests.helpers import REPO_ROOT, edit_params_file, new_repo
+from benchmarks.targets import DEFAULT_LABEL, OWN_TABLE_LABEL, check_targets
+from tests.helpers import OWN_TABLE_DATA, REPO_ROOT, edit_params_file, new_repo, own_customer_table
 
 MODEL_STAGES = ("tune", "calibrate", "train")
+FLAML_SCRIPT = Path(__file__).resolve().parent / "flaml_baseline.py"
+# Where benchmarks/README.md tells to create the FLAML environment; --flaml-python or FLAML_PYTHON override it.
+DEFAULT_FLAML_PYTHON = os.environ.get("FLAML_PYTHON", "/tmp/flaml-venv/bin/python")
+
+
+def dvc_paths(workdir: Path) -> dict[str, str]:
+    """dvc.yaml's `paths` (the processed splits' locations)."""
+    for entry in yaml.safe_load((workdir / "dvc.yaml").read_text()).get("vars", []):
+        if isinstance(entry, dict) and "paths" in entry:
+            return entry["paths"]
+    return {"train": "data/processed/train.parquet", "test": "data/processed/test.parquet"}
+
+
+def pipeline_quality(workdir: Path) -> dict[str, Any]:
+    """The test split's ranking quality from the run's metrics/metrics.json: model, ideal scorer, baselines."""
+    metrics = json.loads((workdir / "metrics" / "metrics.json").read_text())
+    ideal = metrics.get("ideal") or {}
+    return {
+        "test_rows": metrics["test_rows"],
+        "test_buyers": metrics["actual_buyers"],
+        "average_precision": metrics["average_precision"],
+        "roc_auc": metrics["roc_auc"],
+        "ideal_average_precision": ideal.get("average_precision"),
+        "average_precision_ratio": ideal.get("average_precision_ratio"),
+        "baselines": {name: {"average_precision": values["average_precision"], "roc_auc": values["roc_auc"]}
+                      for name, values in (metrics.get("baselines") or {}).items()},
+    }
+
+
+def flaml_quality(workdir: Path, flaml: dict[str, Any] | None, log: Path) -> dict[str, Any]:
+    """FLAML's LightGBM AutoML on the run's processed training split, scored on its test split.
+
+    A child process of the FLAML environment's interpreter; "not run" (with the reason) when that
+    environment is absent or the search fails, so the rest of the benchmark stands.
+    """
+    if flaml is None:
+        return {"status": "not run", "reason": "--no-flaml"}
+    python = Path(flaml["python"])
+    if not python.is_file():
+        return {"status": "not run", "reason": f"no FLAML environment: {python} is absent "
+                "(benchmarks/requirements.txt says how to create it)"}
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    paths = dvc_paths(workdir)
+    output = workdir / "flaml.json"
+    command = [str(python), str(FLAML_SCRIPT), "--train", paths["train"], "--test", paths["test"],
+               "--id-columns", *params["data"]["id_columns"], "--budget", str(flaml["budget"]),
+               "--seed", str(params["base"]["seed"]), "--jobs", str(flaml["jobs"]), "--output", str(output)]
+    # Not child_env(): the pipeline venv's PATH and the profiling hook stay out of FLAML's process.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PROPENSITY_PROFILE")}
+    measured = run_measured(command, workdir, env, log)
+    if measured["exit_code"] != 0 or not output.is_file():
+        return {"status": "failed", "reason": f"exit code {measured['exit_code']}, see {log}", **measured}
+    return {"status": "run", **json.loads(output.read_text()), **measured}
 
 
 def stage_commands(workdir: Path) -> list[tuple[str, str]]:
@@ -52,16 +115,29 @@ def stage_commands(workdir: Path) -> list[tuple[str, str]]:
 
 
 def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows: int | None,
-                   log_dir: Path) -> dict[str, Any]:
-    """Run the whole pipeline once in a fresh copy of the repository."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"propensity-bench-{label}-"))
-    log = log_dir / f"{label}.log"
+                   log_dir: Path, own_table: bool = False, flaml: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the whole pipeline once in a fresh copy of the repository, then measure its quality.
+
+    `own_table`: the pipeline learns from own_customer_table() (a user's export) instead of the
+    generated customers. `flaml`: {"python", "budget", "jobs"} for the FLAML baseline, None to skip it.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=f"propensity-bench-{label.replace(' ', '-')}-"))
+    log = log_dir / f"{label.replace(' ', '-')}.log"
     log.unlink(missing_ok=True)
     result: dict[str, Any] = {"label": label, "params": overrides, "stages": [], "completed": False}
     try:
         # The committed params.yaml as the base: the default run measures what `dvc repro` does on main.
         new_repo(workdir, overrides, base=yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
         result["rows"] = yaml.safe_load((workdir / "params.yaml").read_text())["generate"]["rows"]
+        if own_table:
+            table = own_customer_table()
+            path = workdir / OWN_TABLE_DATA["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+            result["rows"] = len(table)
+            result["table"] = (f"tests/helpers.py own_customer_table(): {len(table):,} rows, "
+                               f"{table.shape[1] - 2} feature columns, target \"{OWN_TABLE_DATA['target']}\" "
+                               f"({(table[OWN_TABLE_DATA['target']] == 'Yes').mean():.1%} \"Yes\")")
         print(f"[{label}] {result['rows']:,} rows in {workdir}", file=sys.stderr)
         for stage, command in stage_commands(workdir):
             profile = workdir / f".profile-{stage}.jsonl"
@@ -86,6 +162,9 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
         result["completed"] = True
         if score_rows and (workdir / "stages" / "predict.py").is_file():
             result["scoring"] = benchmark_scoring(workdir, score_rows, log)
+        result["quality"] = pipeline_quality(workdir)
+        result["quality"]["baselines"]["flaml"] = flaml_quality(workdir, flaml, log)
+        print(f"[{label}] test average precision {quality_line(result['quality'])}", file=sys.stderr)
         return result
     finally:
         if keep:
@@ -111,6 +190,14 @@ def benchmark_scoring(workdir: Path, rows: int, log: Path) -> dict[str, Any]:
     measured = run_measured(["python", "-m", "stages.predict", "--input", str(customers),
                              "--output", str(score_dir / "scores.csv")], workdir, child_env(), log)
     return {"rows": rows, "input": "csv", **measured}
+
+
+def quality_line(quality: dict[str, Any]) -> str:
+    parts = [f"pipeline {quality['average_precision']:.4f}"]
+    for name, values in quality["baselines"].items():
+        ap = values.get("average_precision")
+        parts.append(f"{name} {ap:.4f}" if ap is not None else f"{name} {values.get('status', 'not run')}")
+    return ", ".join(parts)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -142,7 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true",
                         help="keep the runs already in OUTPUT.json, replacing those with the same label")
     parser.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    parser.add_argument("--own-table", action="store_true",
+                        help="also run on tests/helpers.py's own_customer_table() (3,000 rows, a user's export)")
+    parser.add_argument("--flaml-python", default=DEFAULT_FLAML_PYTHON,
+                        help="interpreter of the FLAML environment (benchmarks/requirements.txt; default "
+                             "$FLAML_PYTHON or /tmp/flaml-venv/bin/python); absent: FLAML is recorded as not run")
+    parser.add_argument("--flaml-budget", type=float, default=60, help="FLAML's time_budget in seconds")
+    parser.add_argument("--flaml-jobs", type=int, default=2, help="FLAML's n_jobs (LightGBM threads)")
+    parser.add_argument("--no-flaml", action="store_true", help="skip the FLAML baseline")
     args = parser.parse_args(argv)
+    flaml = None if args.no_flaml else {"python": args.flaml_python, "budget": args.flaml_budget,
+                                        "jobs": args.flaml_jobs}
 
     sized = parse_overrides(args.set)
     if args.tune_sample_rows:
@@ -151,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if calibration_rows:
         sized["calibration.sample_rows"] = calibration_rows
     plan = [] if args.no_default else [(DEFAULT_LABEL, {})]
+    # The committed params, reading the own table instead of the generated customers.
+    plan += [(OWN_TABLE_LABEL, {"data": dict(OWN_TABLE_DATA)})] if args.own_table else []
     plan += [(f"{rows:,}", {"generate.rows": rows, **sized}) for rows in sorted(args.rows)]
 
     output = Path(args.output)
@@ -164,9 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and json_path.is_file():
         previous = json.loads(json_path.read_text())
         runs, commands = previous["runs"], previous.get("commands", [])
-    for i, (label, overrides) in enumerate(plan):
-        last = i == len(plan) - 1
-        run = benchmark_size(label, overrides, args.keep, args.score_rows if last else None, log_dir)
+    # Scoring generated customers needs a model of the generated table's columns.
+    scored_label = next((label for label, _ in reversed(plan) if label != OWN_TABLE_LABEL), None)
+    for label, overrides in plan:
+        own = label == OWN_TABLE_LABEL
+        run = benchmark_size(label, overrides, args.keep, args.score_rows if label == scored_label else None,
+                             log_dir, own_table=own, flaml=flaml)
         runs = [r for r in runs if r["label"] != label] + [run]
         runs.sort(key=lambda r: (r["label"] != DEFAULT_LABEL, r.get("rows", 0)))
         results = {"machine": machine(), "commands": commands + [command],

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 DEFAULT_LABEL = "default"
+OWN_TABLE_LABEL = "own table"
+
+# The alternatives the quality target compares the pipeline with, as results.json names them
+# (run["quality"]["baselines"]) and as the tables print them.
+BASELINE_NAMES = {
+    "logistic_regression": "logistic regression",
+    "default_lightgbm": "default LightGBM",
+    "flaml": "FLAML 60 s",
+}
 
 # The targets of the performance issue, checked against the measured runs.
 SCRATCH_REPRO_LIMIT_S = 300
@@ -87,4 +96,55 @@ def check_targets(runs: list[dict]) -> list[dict]:
                                growth <= TIME_PER_ROW_GROWTH_LIMIT, _over(growth, TIME_PER_ROW_GROWTH_LIMIT, "x")))
     else:
         targets.append(_target("time per row, 10M vs 1M", f"<= {TIME_PER_ROW_GROWTH_LIMIT}x", None, None))
-    return targets
+    return targets + check_quality_targets(runs)
+
+
+def quality_scores(run: dict) -> dict[str, float | None]:
+    """Test average precision of the pipeline and of each alternative (None: not run) for one run."""
+    quality = run.get("quality") or {}
+    scores: dict[str, float | None] = {"pipeline": quality.get("average_precision")}
+    baselines = quality.get("baselines") or {}
+    for name in BASELINE_NAMES:
+        scores[name] = (baselines.get(name) or {}).get("average_precision")
+    return scores
+
+
+def best_of(scores: dict[str, float | None]) -> str | None:
+    """The name with the highest average precision; the pipeline wins ties."""
+    measured = {name: ap for name, ap in scores.items() if ap is not None}
+    return max(measured, key=lambda name: (measured[name], name == "pipeline")) if measured else None
+
+
+def quality_target(run: dict) -> dict:
+    """Target: the pipeline's test average precision is at least every alternative's on the same split."""
+    rows = f"{run.get('rows', 0):,}"
+    table = f"{rows} rows" if run["label"] == rows else f"{run['label']} ({rows} rows)"
+    name = f"{table}: test average precision >= every baseline"
+    limit = ">= " + ", ".join(BASELINE_NAMES.values())
+    scores = quality_scores(run)
+    ap = scores.pop("pipeline")
+    if ap is None:
+        return _target(name, limit, None, None)
+    measured_baselines = {b: v for b, v in scores.items() if v is not None}
+    missing = [BASELINE_NAMES[b] for b, v in scores.items() if v is None]
+    if not measured_baselines:
+        return _target(name, limit, f"{ap:.4f}; no baseline run", None)
+    rival = max(measured_baselines, key=measured_baselines.get)
+    best = measured_baselines[rival]
+    measured = f"{ap:.4f} vs {BASELINE_NAMES[rival]} {best:.4f}"
+    if missing:
+        measured += f" ({', '.join(missing)} not run)"
+    gap = ap - best
+    relative = gap / best if best else 0.0
+    if gap >= 0:
+        margin = f"{gap:.4f} AP to spare ({relative:+.1%})"
+        met = None if missing else True
+    else:
+        margin = f"missed by {-gap:.4f} AP ({relative:+.1%}), {BASELINE_NAMES[rival]} ranks better"
+        met = False
+    return _target(name, limit, measured, met, margin)
+
+
+def check_quality_targets(runs: list[dict]) -> list[dict]:
+    """One quality target per completed run, in the runs' order."""
+    return [quality_target(run) for run in runs if run.get("completed")]

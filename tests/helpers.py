@@ -8,6 +8,7 @@
 - `child_env()`: the environment of a child process; `run`, `dvc`, `git`, `python_module`,
   `start_module`: run commands the way a user does, from a given directory.
 - `snapshot`, `temp_files`: prove that outputs were left as they were.
+- `own_customer_table()`, `OWN_TABLE_DATA`: a user's own 3,000-row export and the `data` params that read it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -282,3 +286,38 @@ def repro_killed_during(repo: Path, stage: str, log: Path, after_seconds: float 
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     return log.read_text()
+
+
+# The `data` section of params.yaml for own_customer_table() written to its path.
+OWN_TABLE_DATA: dict[str, Any] = {
+    "path": "data/own/export.csv", "target": "converted", "positive_label": "Yes",
+    "id_columns": ["account_ref"], "categorical_columns": None, "duplicate_ids": "warn",
+}
+
+
+def own_customer_table(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
+    """A user's export: text IDs, a "Yes"/"No" target, string categoricals, gaps, 90 columns.
+
+    The end-to-end test runs the pipeline on it, and the benchmark (`--own-table`) measures its quality.
+    Write it to OWN_TABLE_DATA["path"] and set params.yaml's `data` section to OWN_TABLE_DATA.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = {"account_ref": [f"AC-{i:06d}" for i in rng.permutation(rows)]}
+    hidden = rng.normal(size=rows)
+    for i in range(80):
+        values = rng.normal(size=rows) + (0.8 * hidden if i < 5 else 0.0)
+        values[rng.random(rows) < 0.05 * (i % 4)] = np.nan  # a quarter of the columns complete
+        frame[f"metric_{i:02d}"] = values.round(3)
+    for i in range(8):
+        levels = np.array(["alpha", "beta", "gamma", "delta", "rare_one", "rare_two"], dtype=object)
+        codes = rng.choice(len(levels), size=rows, p=[0.4, 0.3, 0.2, 0.095, 0.004, 0.001])
+        values = levels[codes]
+        values[rng.random(rows) < 0.03] = None
+        frame[f"segment_{i}"] = values
+    frame["plan"] = np.where(hidden + rng.normal(size=rows) > 1, "premium", "basic").astype(object)
+    probability = 1 / (1 + np.exp(-(-3.6 + 1.2 * hidden + 0.8 * (frame["segment_0"] == "alpha"))))
+    frame["converted"] = np.where(rng.random(rows) < probability, "Yes", "No").astype(object)
+    return pd.DataFrame(frame)

@@ -140,6 +140,52 @@ def test_time_per_row_growth_compares_ten_million_with_one_million():
     assert targets["10,000,000 rows peak memory"]["met"] is True
 
 
+def _quality_run(label, rows, pipeline, lr=None, lgbm=None, flaml=None):
+    run = _run(label, rows, 10.0, 100.0)
+    flaml_entry = {"status": "run", "average_precision": flaml, "configs_tried": 9, "wall_s": 61.0, "cpu_s": 70.0,
+                   "n_jobs": 2, "load_average": 2.0} if flaml is not None else {"status": "not run", "reason": "x"}
+    baselines = {"flaml": flaml_entry}
+    if lr is not None:
+        baselines["logistic_regression"] = {"average_precision": lr}
+    if lgbm is not None:
+        baselines["default_lightgbm"] = {"average_precision": lgbm}
+    run["quality"] = {"test_rows": 600, "test_buyers": 30, "average_precision": pipeline, "roc_auc": 0.8,
+                      "ideal_average_precision": None, "average_precision_ratio": None, "baselines": baselines}
+    return run
+
+
+def _quality(runs, label):
+    return next(t for t in check_targets(runs) if t["target"].startswith(label) and "baseline" in t["target"])
+
+
+def test_quality_target_fails_when_any_baseline_ranks_better_and_says_which_and_by_how_much():
+    runs = [_quality_run("own table", 3000, 0.40, lr=0.45, lgbm=0.30, flaml=0.42)]
+    target = _quality(runs, "own table (3,000 rows):")
+    assert target["met"] is False
+    assert target["measured"] == "0.4000 vs logistic regression 0.4500"
+    assert target["margin"] == "missed by 0.0500 AP (-11.1%), logistic regression ranks better"
+    results = {"machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "os": "y", "python": "3", "lightgbm": "4"},
+               "runs": runs, "targets": check_targets(runs)}
+    table = markdown(results)
+    assert "| own table | 3,000 | 600 (30) | **0.4000** |  |  | 0.8000 | 0.4500 | 0.3000 | 0.4200 | " \
+           "logistic regression | 9 configs in a 60 s budget, 61 s wall, 70 s CPU, n_jobs 2, load 2.0 |" in table
+
+
+def test_quality_target_is_met_only_when_the_pipeline_ties_or_beats_every_baseline():
+    met = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.40, flaml=0.39)], "10,000 rows:")
+    assert met["met"] is True and met["margin"] == "0.0000 AP to spare (+0.0%)"
+    assert met["measured"] == "0.4000 vs default LightGBM 0.4000"
+    # FLAML not run: beating the other two is not enough to call the target met.
+    partial = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.38, lgbm=0.39)], "10,000 rows:")
+    assert partial["met"] is None and "FLAML 60 s not run" in partial["measured"]
+    # ... but losing to one that did run is a miss.
+    missed = _quality([_quality_run("10,000", 10_000, 0.40, lr=0.41, lgbm=0.39)], "10,000 rows:")
+    assert missed["met"] is False
+    # A run measured before quality was recorded has the target, not run.
+    old = _quality([_run("1,000,000", 1_000_000, 100.0, 100.0)], "1,000,000 rows:")
+    assert old["met"] is None and old["measured"] == "not run"
+
+
 def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(params_with, train_xy):
     features, y = train_xy
     params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, model__n_estimators=200)

@@ -11,12 +11,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_repo, declared_outputs, dvc, edit_params_file, git, new_repo, output_files, stages_run
+from tests.helpers import (
+    OWN_TABLE_DATA,
+    copy_repo,
+    declared_outputs,
+    dvc,
+    edit_params_file,
+    git,
+    new_repo,
+    output_files,
+    own_customer_table,
+    stages_run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -158,33 +168,9 @@ def test_metrics_diff_after_a_model_param_change(repo):
     assert diff["average_precision"]["diff"] != 0
 
 
-def own_customer_table(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
-    """A user's export: text IDs, a "Yes"/"No" target, string categoricals, gaps, 90 columns."""
-    rng = np.random.default_rng(seed)
-    frame = {"account_ref": [f"AC-{i:06d}" for i in rng.permutation(rows)]}
-    signal = rng.normal(size=rows)
-    for i in range(80):
-        values = rng.normal(size=rows) + (0.8 * signal if i < 5 else 0.0)
-        values[rng.random(rows) < 0.05 * (i % 4)] = np.nan  # a quarter of the columns complete
-        frame[f"metric_{i:02d}"] = values.round(3)
-    for i in range(8):
-        levels = np.array(["alpha", "beta", "gamma", "delta", "rare_one", "rare_two"], dtype=object)
-        codes = rng.choice(len(levels), size=rows, p=[0.4, 0.3, 0.2, 0.095, 0.004, 0.001])
-        values = levels[codes]
-        values[rng.random(rows) < 0.03] = None
-        frame[f"segment_{i}"] = values
-    frame["plan"] = np.where(signal + rng.normal(size=rows) > 1, "premium", "basic").astype(object)
-    probability = 1 / (1 + np.exp(-(-3.6 + 1.2 * signal + 0.8 * (frame["segment_0"] == "alpha"))))
-    frame["converted"] = np.where(rng.random(rows) < probability, "Yes", "No").astype(object)
-    return pd.DataFrame(frame)
-
-
 @pytest.fixture(scope="module")
 def own_data_repo(tmp_path_factory):
-    root = new_repo(tmp_path_factory.mktemp("own-data") / "repo", {"data": {
-        "path": "data/own/export.csv", "target": "converted", "positive_label": "Yes",
-        "id_columns": ["account_ref"], "categorical_columns": None, "duplicate_ids": "warn",
-    }})
+    root = new_repo(tmp_path_factory.mktemp("own-data") / "repo", {"data": dict(OWN_TABLE_DATA)})
     table = own_customer_table()
     (root / "data" / "own").mkdir(parents=True)
     table.to_csv(root / "data" / "own" / "export.csv", index=False)

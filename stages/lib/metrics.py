@@ -65,11 +65,12 @@ def evaluate_scores(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, thr
     flagged = threshold.flags(probability, raw)
     ranking = ranking_scores(probability, raw)
     clipped = np.clip(probability, 1e-15, 1 - 1e-15)
+    # Ranking first: `dvc exp show` and the report list a file's metrics in this order.
     metrics = {
+        "average_precision": float(average_precision_score(y, ranking)),
+        "roc_auc": float(roc_auc_score(y, ranking)),
         **decision_metrics(y, flagged),
         "threshold": threshold.probability,
-        "roc_auc": float(roc_auc_score(y, ranking)),
-        "average_precision": float(average_precision_score(y, ranking)),
         **decision_metrics(y, probability >= 0.5, suffix="_at_0_5"),
         "balanced_accuracy": float(balanced_accuracy_score(y, flagged)),
         "mcc": float(matthews_corrcoef(y, flagged)),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from stages.lib import compute
+from stages.lib.files import read_json
 from stages.lib.params import ModelParams
 from stages.lib.tuning import tune_hyperparameters
+from tests.helpers import PYTHON, REPO_ROOT, child_env, dvc, free_port, new_repo, output_md5s
 
 
 def write_cgroup_v2(root, own: str, limits: dict[str, str]):
@@ -114,3 +119,75 @@ def test_an_unreachable_scheduler_is_one_clear_error(params_with, train_xy, monk
     monkeypatch.setattr(compute, "CONNECT_TIMEOUT", "2s")
     with pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+"):
         tune_hyperparameters(features, y, params_with(compute__engine="dask"))
+
+
+# --- A real cluster: `dask scheduler` and two `dask worker` processes on 127.0.0.1 -------------------------------
+
+DASK_COMMAND = str(Path(PYTHON).parent / "dask")
+
+
+def stop(processes: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Terminate exactly these processes; kill any still running after `timeout`."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_cluster(folder: Path, workers: int = 2):
+    """`dask scheduler` and `workers` single-threaded `dask worker` processes (no nanny, no dashboard)
+    on 127.0.0.1, logs and --local-directory in `folder`; yields the scheduler's address. Exactly
+    these processes are stopped on exit."""
+    from distributed import Client
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    # The workers unpickle the pipeline's classes (stages.lib.models): they import this project's code.
+    env = child_env(PYTHONPATH=str(REPO_ROOT))
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> None:
+        with open(folder / f"{name}.log", "w") as log:
+            started.append(subprocess.Popen([DASK_COMMAND, *args], cwd=folder, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT))
+
+    try:
+        start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+              "--no-dashboard", "--no-show")
+        for i in range(workers):
+            start(f"worker-{i}", "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny",
+                  "--no-dashboard", "--local-directory", str(folder / f"worker-{i}"))
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield address
+    finally:
+        stop(started[1:])  # workers first, so they do not wait for a scheduler that is gone
+        stop(started[:1])
+
+
+@pytest.fixture(scope="module")
+def dask_repos(tmp_path_factory):
+    """Two test repositories reproduced with compute.engine dask on one real cluster."""
+    repos = []
+    with running_cluster(tmp_path_factory.mktemp("dask")) as address:
+        for name in ("first", "second"):
+            repo = new_repo(tmp_path_factory.mktemp(name) / "repo", {"compute.engine": "dask"})
+            dvc("repro", cwd=repo, env=child_env(DASK_SCHEDULER_ADDRESS=address))
+            repos.append(repo)
+    return repos
+
+
+@pytest.mark.e2e
+def test_dvc_repro_on_a_dask_cluster_tunes_as_the_local_engine(reproduced_repo, dask_repos):
+    for name in ("metrics/tune.json", "metrics/plots/tune_trace.json", "models/best_params.json"):
+        assert read_json(dask_repos[0] / name) == read_json(reproduced_repo / name), name
+
+
+@pytest.mark.e2e
+def test_two_runs_on_a_dask_cluster_give_the_same_dvc_lock(dask_repos):
+    assert output_md5s(dask_repos[0]) == output_md5s(dask_repos[1])

@@ -29,7 +29,7 @@ from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_
 from stages.lib.params import load_params
 from stages.lib.ranking import Threshold
 from stages.lib.schema import split_features
-from stages.lib.scoring import score_processed
+from stages.lib.scoring import score_features
 from stages.lib.synthetic import true_probabilities_of
 from stages.lib.tables import read_table
 
@@ -50,14 +50,14 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     id_columns = params.data.id_columns
     test = read_table(args.test)
-    check_test_labels(split_features(test, id_columns, args.test)[1], args.test)
+    test_features, y = split_features(test, id_columns, args.test)
+    check_test_labels(y, args.test)
     model = load_object(args.model)
     threshold = Threshold.from_json(read_json(args.threshold))
-    y, probability, raw = score_processed(test, id_columns, model, load_object(args.calibrator))
+    probability, raw = score_features(test_features, model, load_object(args.calibrator))
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     train_features, train_y = split_features(read_table(args.train), id_columns, args.train)
     fitted = fit_baselines(train_features, train_y, params.base.seed, model_threads(params.model))
-    test_features = split_features(test, id_columns, args.test)[0]
     metrics["baselines"] = baseline_metrics(fitted, test_features, y, params.evaluate.top_fraction)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     if is_generated and args.true_probabilities and Path(args.true_probabilities).is_file():

@@ -18,7 +18,7 @@ from stages.lib.artifacts import verify_artifacts
 from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import load_object, read_json
 from stages.lib.ranking import Threshold, best_first
-from stages.lib.schema import check_scoring_table, split_features
+from stages.lib.schema import check_scoring_table
 from stages.lib.tables import iter_table_batches, read_table
 
 # The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
@@ -131,9 +131,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     return scores, ignored
 
 
-def score_processed(table: pd.DataFrame, id_columns: list[str], model,
-                    calibrator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, calibrated probabilities, raw scores) of a table `preprocess` wrote, such as the test split."""
-    features, y = split_features(table, id_columns)
+def score_features(features: pd.DataFrame, model, calibrator) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated probabilities, raw scores) of processed features, such as the test split's."""
     raw = model.predict_proba(features)[:, 1]
-    return y, np.asarray(calibrator.transform(raw), dtype=np.float64), raw
+    return np.asarray(calibrator.transform(raw), dtype=np.float64), raw

@@ -24,7 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from stages.lib.exact import round_significant_bits, round_significant_digits
+from stages.lib.exact import round_linear_model, round_significant_bits
 from stages.lib.metrics import top_of_list_metrics
 from stages.lib.schema import categorical_columns_of
 
@@ -53,9 +53,7 @@ def default_lightgbm(seed: int, threads: int) -> LGBMClassifier:
 def fit_baselines(features: pd.DataFrame, y: np.ndarray, seed: int, threads: int) -> dict[str, object]:
     """Each baseline fitted on the training rows given (the processed training split)."""
     linear = logistic_regression(features).fit(features, y)
-    model = linear.named_steps["model"]
-    model.coef_ = np.vectorize(round_significant_digits)(model.coef_, COEFFICIENT_DIGITS)
-    model.intercept_ = np.vectorize(round_significant_digits)(model.intercept_, COEFFICIENT_DIGITS)
+    round_linear_model(linear.named_steps["model"], COEFFICIENT_DIGITS)
     return {"logistic_regression": linear, "default_lightgbm": default_lightgbm(seed, threads).fit(features, y)}
 
 

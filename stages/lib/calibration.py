@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from stages.lib.exact import round_significant_bits, round_significant_digits
+from stages.lib.exact import round_linear_model, round_significant_bits
 
 EPSILON = 1e-6
 # Sigmoid calibration's outputs are the same bits on every x86-64 CPU: its two coefficients come
@@ -29,10 +29,8 @@ class ProbabilityCalibrator:
 
     def fit(self, scores: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
         if self.method == "sigmoid":
-            self.mapping_ = LogisticRegression(C=1e6).fit(self._logit(scores), y)
-            self.mapping_.coef_ = np.vectorize(round_significant_digits)(self.mapping_.coef_, COEFFICIENT_DIGITS)
-            self.mapping_.intercept_ = np.vectorize(round_significant_digits)(self.mapping_.intercept_,
-                                                                              COEFFICIENT_DIGITS)
+            self.mapping_ = round_linear_model(LogisticRegression(C=1e6).fit(self._logit(scores), y),
+                                               COEFFICIENT_DIGITS)
         elif self.method == "isotonic":
             self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
         return self

@@ -158,9 +158,3 @@ def joblib_engine(compute: ComputeParams) -> Iterator:
 
     with dask_client() as client, joblib.parallel_backend("dask"):
         yield client
-
-
-def cluster_name(client) -> str:
-    """How an error names the cluster: the scheduler's address, or 'a local Dask cluster'."""
-    address = scheduler_address()
-    return f"the Dask scheduler at {address}" if address else "the local Dask cluster"

@@ -25,3 +25,11 @@ def round_significant_bits(values, bits: int = PROBABILITY_BITS) -> np.ndarray:
 def round_significant_digits(value: float, digits: int) -> float:
     """`value` rounded to `digits` significant decimal digits, by Python's correctly rounded formatting."""
     return float(f"{float(value):.{digits}g}")
+
+
+def round_linear_model(model, digits: int):
+    """A fitted scikit-learn linear model with its coefficients and intercept rounded to `digits`
+    significant digits: its solver's BLAS calls move them in the last bits from one CPU kernel to another."""
+    model.coef_ = np.vectorize(round_significant_digits)(model.coef_, digits)
+    model.intercept_ = np.vectorize(round_significant_digits)(model.intercept_, digits)
+    return model

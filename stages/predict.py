@@ -17,6 +17,15 @@ memory holds only the IDs and scores of all rows.
 
     python -m stages.predict --input customers.csv --output scores.csv
     python -m stages.predict --input customers.parquet --output scores.parquet --models models
+
+A partitioned table (a directory of parquet files, or a glob such as
+'customers/*.parquet') is read file by file in name order. An --output without a
+suffix ('scores/') is written as a directory of parquet files. With --engine dask
+the partitions are scored on a Dask cluster (DASK_SCHEDULER_ADDRESS or Dask's
+config; else a LocalCluster on this machine's cores): parquet in, a directory of
+parquet files out, one per partition, with the same rows and values as --engine local.
+
+    python -m stages.predict --engine dask --input 'customers/*.parquet' --output scores/
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ from pathlib import Path
 
 from stages.lib.artifacts import find_lock
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import usable_cores
-from stages.lib.errors import ArtifactError
+from stages.lib.compute import dask_client, usable_cores
+from stages.lib.errors import ArtifactError, DataError
+from stages.lib.params import ENGINES
 from stages.lib.scoring import (
     BATCH_ROWS,
     DECISION,
@@ -37,8 +47,9 @@ from stages.lib.scoring import (
     input_batches,
     load_scoring_model,
     score_batches,
+    score_on_dask,
 )
-from stages.lib.tables import table_format, write_table
+from stages.lib.tables import is_directory_output, is_partitioned, table_format, write_partitioned, write_table
 
 
 def main(argv: Sequence[str]) -> None:
@@ -60,12 +71,22 @@ def main(argv: Sequence[str]) -> None:
                         help="LightGBM prediction threads; scores do not depend on it "
                              "(default: the cores this process may use, by CPU affinity and cgroup quota; "
                              "threads wait passively unless OMP_WAIT_POLICY is set)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local (default): this process; dask: partitions on a Dask cluster "
+                             "(parquet in, a directory of parquet files out)")
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
-    table_format(args.output)  # an unknown output format fails before any work
+    to_directory = is_directory_output(args.output)
+    if not to_directory:
+        table_format(args.output)  # an unknown output format fails before any work
+    if args.engine == "dask" and (not to_directory or (not is_partitioned(args.input)
+                                                        and table_format(args.input) != "parquet")):
+        raise DataError(f"--engine dask reads parquet (a file, a directory or a glob) and writes a directory; "
+                        f"got --input {args.input} --output {args.output}: give an --output without a suffix "
+                        "(scores/) and convert a CSV input to parquet")
     if args.lock is not None:
         lock = Path(args.lock)
         if not lock.is_file():
@@ -73,17 +94,21 @@ def main(argv: Sequence[str]) -> None:
     else:
         lock = find_lock(args.models, Path.cwd())
     scoring = load_scoring_model(args.models, lock, args.threads)
-    # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
-    batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)
-    scores, ignored = score_batches(batches, scoring,
-                                    scoring.preprocessor.id_columns or [], args.input)
-    write_table(scores, args.output)
+    id_columns = scoring.preprocessor.id_columns or []
+    if args.engine == "dask":
+        with dask_client() as client:
+            rows, flagged, ignored = score_on_dask(args.input, scoring, id_columns, Path(args.output), client)
+    else:
+        # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
+        batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)
+        scores, ignored = score_batches(batches, scoring, id_columns, args.input)
+        (write_partitioned if to_directory else write_table)(scores, args.output)
+        rows, flagged = len(scores), int(scores[DECISION].sum())
     if ignored:
         # Said after scoring, so a run that fails prints its one error line and nothing else.
         print(f"note: {args.input}: ignored {len(ignored)} column(s) the model does not use: "
               f"{', '.join(map(str, ignored))}", file=sys.stderr)
-    flagged = int(scores[DECISION].sum())
-    print(f"predict: scored {len(scores):,} customers; {flagged:,} will buy at threshold "
+    print(f"predict: scored {rows:,} customers; {flagged:,} will buy at threshold "
           f"{scoring.threshold.probability:.4f}; wrote {args.output}")
 
 

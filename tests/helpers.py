@@ -221,6 +221,18 @@ def customers_to_score(repo: Path, destination: Path, rows: int = 500) -> Path:
     return destination
 
 
+def parquet_parts_of(table: Path, folder: Path, parts: int = 3) -> Path:
+    """A CSV table as `parts` parquet files in `folder`, named so that name order is row order."""
+    import numpy as np
+    import pandas as pd
+
+    folder.mkdir(parents=True)
+    frame = pd.read_csv(table)
+    for number, rows in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        frame.iloc[rows].to_parquet(folder / f"customers-{number:02d}.parquet", index=False)
+    return folder
+
+
 def scoring_files() -> tuple[str, ...]:
     """The model files a teammate pulls to score (stages.lib.scoring.MODEL_FILES)."""
     from stages.lib.scoring import MODEL_FILES

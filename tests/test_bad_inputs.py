@@ -184,6 +184,8 @@ CASES = [
                  **{"tune__search_space__num_leaves__low": 100}),
     _params_case("params-unknown-engine", ("compute.engine", "'dusk'", "did you mean 'dask'"),
                  compute__engine="dusk"),
+    _params_case("params-dask-with-linear-leaves", ("tune.search_space.linear_tree", "compute.engine: local"),
+                 compute__engine="dask", tune__search_space__linear_tree={"categories": [False, True]}),
     _params_case("params-threads-not-a-count", ("model.threads", "'all'", "a whole number >= 1, or auto"),
                  model__threads="all"),
     _params_case("params-positive-label-is-a-list", ("data.positive_label", "[1]"), data__positive_label=[1]),

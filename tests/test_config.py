@@ -167,6 +167,19 @@ def test_an_unknown_engine_lists_the_allowed_ones(raw_params):
                                        "(did you mean 'dask'?)"]
 
 
+def test_the_dask_engine_refuses_a_search_that_may_pick_linear_leaves(raw_params):
+    raw_params["compute"]["engine"] = "dask"
+    raw_params["tune"]["search_space"]["linear_tree"] = {"categories": [False, True]}
+    [problem] = problems_of(raw_params)
+    assert problem.startswith("params.yaml: tune.search_space.linear_tree may pick true")
+    assert "{categories: [false]}" in problem and "compute.engine: local" in problem
+    raw_params["tune"]["search_space"]["linear_tree"] = {"categories": [False]}
+    assert parse_params(raw_params).compute.engine == "dask"
+    raw_params["compute"]["engine"] = "local"
+    raw_params["tune"]["search_space"]["linear_tree"] = {"categories": [False, True]}
+    assert parse_params(raw_params).compute.engine == "local"
+
+
 def test_threads_and_n_jobs_accept_auto(raw_params):
     raw_params["model"]["threads"] = "auto"
     raw_params["tune"]["n_jobs"] = "auto"

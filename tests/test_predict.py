@@ -14,7 +14,7 @@ import pytest
 from stages import predict
 from stages.lib.cli import run_stage
 from stages.lib.files import read_json
-from tests.helpers import customers_to_score, python_module
+from tests.helpers import customers_to_score, parquet_parts_of, python_module
 
 pytestmark = pytest.mark.e2e  # scores with the model of a reproduced repository
 
@@ -107,6 +107,39 @@ def test_chunked_threaded_and_parquet_scoring_give_the_same_scores(repo, custome
     parquet_out = tmp_path / "scores.parquet"
     score(parquet_in, parquet_out, "--batch-rows", "64")
     pd.testing.assert_frame_equal(pd.read_parquet(parquet_out), pd.read_csv(whole), check_dtype=False)
+
+
+def test_a_directory_or_glob_of_parquet_files_scores_as_one_table(repo, customers, tmp_path, score):
+    whole = tmp_path / "whole.parquet"
+    score(customers, whole)
+    folder = parquet_parts_of(customers, tmp_path / "customers")
+    for given in (folder, folder / "customers-*.parquet"):
+        output = tmp_path / f"scores-{len(str(given))}"
+        score(given, output, "--batch-rows", "64")
+        assert [p.name for p in output.iterdir()] == ["part-00000.parquet"]
+        pd.testing.assert_frame_equal(pd.read_parquet(output), pd.read_parquet(whole))
+    # A second run replaces the earlier run's directory.
+    score(folder, output)
+    pd.testing.assert_frame_equal(pd.read_parquet(output), pd.read_parquet(whole))
+
+
+def test_a_directory_output_never_replaces_the_users_own_files(repo, customers, tmp_path, score):
+    output = tmp_path / "reports"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    result = score(customers, output, check=False)
+    assert result.returncode == 2 and "notes.txt" in result.stderr and "give a new directory" in result.stderr
+    assert [p.name for p in output.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("given, options, phrases", [
+    ("nothing/*.parquet", (), ("no .parquet files found",)),
+    ("customers.csv", ("--engine", "dask"), ("--engine dask reads parquet", "without a suffix")),
+])
+def test_a_bad_partitioned_input_is_one_error_line(customers, tmp_path, score, given, options, phrases):
+    source = customers if given == "customers.csv" else tmp_path / given
+    output = tmp_path / "scores"
+    assert_refused(score(source, output, *options, check=False), output, *phrases)
 
 
 def test_unseen_categories_and_missing_values_are_scored(repo, customers, tmp_path, score):

@@ -120,30 +120,60 @@ def dask_client(cores: int | None = None) -> Iterator:
     """A distributed Client for compute.engine dask, closed (with any cluster it started) on exit.
 
     With a scheduler in Dask's configuration, connects to it. Otherwise starts a
-    LocalCluster: one worker process per usable core, one thread each, no dashboard.
+    LocalCluster: one worker process per usable core, one thread each, its HTTP server on a
+    free port of 127.0.0.1 (never a port another program holds, never other interfaces).
+    A cluster that loses a worker or its scheduler while the stage runs ends the
+    stage with one ClusterError line; the stage has written nothing by then.
     """
     import logging
 
     from distributed import Client, LocalCluster
 
     address = scheduler_address()
-    if address:
-        try:
-            client = Client(address, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as error:
-            raise ClusterError(
-                f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS or Dask's config): "
-                f"{error}; start it, fix the address, or unset it to run on this machine"
-            ) from None
+    name = f"the Dask scheduler at {address}" if address else "the local Dask cluster"
+    with contextlib.ExitStack() as stack:
+        if address:
+            try:
+                client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError) as error:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS or Dask's config): "
+                    f"{_first_line(error)}; start it, fix the address, or unset it to run on this machine"
+                ) from None
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=cores if cores is not None else usable_cores(), threads_per_worker=1, processes=True,
+                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
         try:
             yield client
-        finally:
-            client.close()
-        return
-    workers = cores if cores is not None else usable_cores()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        yield client
+        except Exception as error:
+            if not lost_cluster(error):
+                raise
+            raise ClusterError(
+                f"{name} lost a worker or its connection mid-stage ({_first_line(error)}); outputs were left "
+                "as they were; check that every worker is running and has the memory it needs "
+                "(its log says why it stopped), then run the stage again"
+            ) from None
+
+
+def _first_line(error: BaseException, limit: int = 160) -> str:
+    text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def lost_cluster(error: BaseException) -> bool:
+    """Whether an error raised while a Dask cluster ran the stage's work means a worker or the scheduler
+    went away (not a bug or bad data, which keep their own messages)."""
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(error, (KilledWorker, FutureCancelledError, CommClosedError)):
+        return True
+    # lightgbm.dask: a machine whose peer died fails in LightGBM's network code.
+    text = str(error).lower()
+    return type(error).__name__ == "LightGBMError" and any(word in text for word in ("socket", "connect", "network"))
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,44 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise _cannot_write(path, error) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, holds: tuple[str, ...]) -> Iterator[Path]:
+    """Yield a temporary directory beside `path`; put it in `path`'s place if the block succeeds.
+
+    An existing `path` is replaced only if every file in it ends with one of `holds` (an earlier
+    run's output), so a directory of the user's own files is never deleted.
+    """
+    path = Path(path)
+    if path.exists():
+        foreign = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
+        foreign = [name for name in foreign if not name.lower().endswith(holds)]
+        if foreign:
+            raise OutputError(f"{path}: exists and holds {', '.join(sorted(foreign)[:3])}, which this would "
+                              "replace; give a new directory for the output")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmpdir"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            # Two renames: between them `path` is missing, never half written.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cannot_write(path: Path, error: OSError) -> OutputError:

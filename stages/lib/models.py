@@ -9,16 +9,17 @@ cross-validation it sees each training fold and never a validation fold.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from imblearn.pipeline import Pipeline
-from lightgbm import LGBMClassifier, early_stopping
+from lightgbm import Booster, LGBMClassifier, early_stopping
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
 from stages.lib import resampling
-from stages.lib.compute import model_threads
+from stages.lib.compute import dask_client, model_threads
 from stages.lib.errors import DataError
 from stages.lib.params import ModelParams, Params, ResampleParams
 
@@ -157,6 +158,99 @@ def out_of_fold_scores(features: pd.DataFrame, y: np.ndarray, params: Params, be
 
 
 def train_model(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict) -> LGBMClassifier:
-    """The final model: LightGBM on the (resampled) training rows with the tuned params."""
+    """The final model: LightGBM on the (resampled) training rows with the tuned params.
+
+    compute.engine dask: lightgbm.dask on the cluster (train_on_dask), returned as a plain LGBMClassifier.
+    """
+    if params.compute.engine == "dask":
+        with dask_client() as client:
+            return train_on_dask(features, y, params, best_params, client)
     classifier = make_classifier(params.model, params.resample, params.base.seed, best_params)
     return classifier.fit(features, y)
+
+
+class _RankedClient:
+    """A distributed Client whose who_has() lists the data in partition order.
+
+    lightgbm.dask (4.7.0) gives LightGBM's machine ranks in the order of
+    Client.who_has(), which distributed does not keep from run to run; rank 0
+    then differs, and so does the model. In partition order, the worker holding
+    partition 0 is rank 0 every time.
+    """
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def who_has(self, futures=None, **kwargs):
+        found = self._client.who_has(futures, **kwargs)
+        return {future.key: sorted(found[future.key]) for future in futures}
+
+
+def dask_partitions(features: pd.DataFrame, y: np.ndarray, parts: int, seed: int) -> list[pd.DataFrame]:
+    """The rows, shuffled with the seed, cut into `parts` frames of features plus a `__label__` column.
+
+    Shuffled: each LightGBM machine finds its bins on its own rows, so every
+    partition must look like the whole table, not one end of it. Every
+    categorical column keeps the whole table's categories in every partition
+    (else LightGBM silently keeps one partition's levels).
+    """
+    order = np.random.default_rng(seed).permutation(len(y))
+    table = features.reset_index(drop=True).assign(__label__=np.asarray(y))
+    frames = []
+    for rows in np.array_split(order, parts):
+        frame = table.iloc[np.sort(rows)].reset_index(drop=True)
+        for column in table.columns:
+            if isinstance(table[column].dtype, pd.CategoricalDtype):
+                frame[column] = frame[column].cat.set_categories(table[column].cat.categories)
+        frames.append(frame)
+    return frames
+
+
+def train_on_dask(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict,
+                  client) -> LGBMClassifier:
+    """lightgbm.dask.DaskLGBMClassifier on the cluster, one partition per worker, as a plain LGBMClassifier.
+
+    Partitions are pinned to workers (sorted by address) and ranked in partition
+    order, so the same data, params and cluster size give the same model; a
+    cluster of another size gives another, equally good one (the machines split
+    the rows differently).
+    """
+    import dask.dataframe as dd
+    from lightgbm.dask import DaskLGBMClassifier
+
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    frames = dask_partitions(features, y, len(workers), params.base.seed)
+    futures = [client.scatter(frame, workers=[worker], broadcast=False, hash=False)
+               for frame, worker in zip(frames, workers)]
+    table = dd.from_delayed(futures, meta=frames[0].iloc[:0], verify_meta=False)
+    local = make_classifier(params.model, params.resample, params.base.seed, best_params)
+    # lightgbm.dask gives each worker's LightGBM that worker's Dask threads (num_threads): n_jobs is not passed.
+    settings = {k: v for k, v in local.get_params().items() if k != "n_jobs"}
+    model = DaskLGBMClassifier(client=_RankedClient(client), **settings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        model.fit(table[list(features.columns)], table["__label__"])
+    # The saved model predicts (evaluate) with the threads a local model would have.
+    fitted = model.to_local().set_params(n_jobs=local.n_jobs)
+    fitted._Booster = _without_network_params(fitted.booster_)
+    for name in NETWORK_ATTRIBUTES:
+        vars(fitted).pop(name, None)
+        fitted._other_params.pop(name, None)
+    # to_local() sets the extra attributes in the order of a set of names, which changes with Python's
+    # string hashing from process to process; pickled in that order, model.joblib would too.
+    fitted.__dict__ = dict(sorted(vars(fitted).items()))
+    return fitted
+
+
+# Parameters lightgbm.dask sets per run (random ports): not part of the model, and they would
+# make model.txt and model.joblib differ between identical fits.
+NETWORK_ATTRIBUTES = ("machines", "local_listen_port")
+NETWORK_PARAMS = tuple(f"[{name}: " for name in NETWORK_ATTRIBUTES)
+
+
+def _without_network_params(booster: Booster) -> Booster:
+    text = booster.model_to_string()
+    return Booster(model_str="\n".join(line for line in text.split("\n") if not line.startswith(NETWORK_PARAMS)))

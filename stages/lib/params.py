@@ -268,6 +268,16 @@ def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:
             problems.append(f"{where}: an integer dimension needs whole-number low and high")
 
 
+def _check_engine(params: Params, problems: list[str]) -> None:
+    linear = params.tune.search_space.get("linear_tree")
+    if params.compute.engine == "dask" and linear is not None and True in (linear.categories or []):
+        # Distributed LightGBM fits each leaf's linear model on one machine's rows only
+        # (benchmarks/README.md, "Training on Dask").
+        problems.append(f"{_where('tune.search_space.linear_tree')} may pick true, which compute.engine dask "
+                        "cannot train (LightGBM fits linear leaves on one worker's rows); set it to "
+                        "{categories: [false]} or use compute.engine: local")
+
+
 def _check_data(data: DataParams, problems: list[str]) -> None:
     if data.target in data.id_columns:
         problems.append(f"{_where('data.target')} '{data.target}' is also listed in data.id_columns; list it once")
@@ -292,6 +302,7 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError(*dict.fromkeys(_problem(e, raw) for e in error.errors())) from None
     problems: list[str] = []
     _check_dimensions(params.tune, problems)
+    _check_engine(params, problems)
     _check_data(params.data, problems)
     if problems:
         raise ParamsError(*problems)

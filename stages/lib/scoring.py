@@ -7,6 +7,7 @@ probability are ranked by the model's raw score, then by input order.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,14 @@ from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import load_object, read_json
 from stages.lib.ranking import Threshold, best_first
 from stages.lib.schema import check_scoring_table
-from stages.lib.tables import iter_table_batches, read_table
+from stages.lib.tables import (
+    PARQUET_SUFFIXES,
+    PART_NAME,
+    is_partitioned,
+    iter_table_batches,
+    parquet_parts,
+    read_table,
+)
 
 # The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
 # dvc.lock records; `stages.predict --models DIR` loads the same file names from DIR.
@@ -37,6 +45,7 @@ PROBABILITY = "purchase_probability"
 DECISION = "will_buy"
 RANK = "rank"
 DECILE = "decile"
+RAW = "__raw_score__"  # kept beside the probability until the rows are ranked, never written
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,11 @@ class ScoringModel:
         # Prediction is per row, so any thread count gives the same scores; the model's
         # own n_jobs (model.threads, 1) was chosen for training, where threads contend.
         return self.model.predict_proba(features, num_threads=self.threads)[:, 1]
+
+    def probabilities(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probabilities, raw scores) of customer rows."""
+        raw = self.raw_scores(frame, source)
+        return np.asarray(self.calibrator.transform(raw), dtype=np.float64), raw
 
 
 def model_files(models_dir: str | Path) -> dict[str, Path]:
@@ -85,7 +99,7 @@ def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS,
         yield batch
     if empty:
         # A parquet file without rows has no batches; its columns are in the schema.
-        yield read_table(path)
+        yield read_table(parquet_parts(path)[0] if is_partitioned(path) else path)
 
 
 def rank_and_decile(probability: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +129,9 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         if batch.empty:
             continue
         where = f"{source} (rows {first_row + 1:,}-{first_row + len(batch):,})"
-        raw = scoring.raw_scores(batch, where)
+        probability, raw = scoring.probabilities(batch, where)
         raws.append(raw)
-        probabilities.append(np.asarray(scoring.calibrator.transform(raw), dtype=np.float64))
+        probabilities.append(probability)
         first_row += len(batch)
 
     raw = np.concatenate(raws) if raws else np.empty(0)
@@ -135,3 +149,62 @@ def score_features(features: pd.DataFrame, model, calibrator) -> tuple[np.ndarra
     """(calibrated probabilities, raw scores) of processed features, such as the test split's."""
     raw = model.predict_proba(features)[:, 1]
     return np.asarray(calibrator.transform(raw), dtype=np.float64), raw
+
+
+def _score_partition(partition: pd.DataFrame, scoring: ScoringModel, id_columns: list[str],
+                     source: str, partition_info: dict | None = None) -> pd.DataFrame:
+    """IDs, probability, decision and raw score of one partition (on a Dask worker)."""
+    where = f"{source} (partition {partition_info['number'] + 1})" if partition_info else source
+    scores = partition[list(id_columns)].reset_index(drop=True)
+    if len(partition):
+        probability, raw = scoring.probabilities(partition, where)
+    else:
+        probability, raw = np.empty(0), np.empty(0)
+    scores[PROBABILITY] = probability
+    scores[DECISION] = scoring.threshold.flags(probability, raw).astype(np.int8)
+    scores[RAW] = raw
+    return scores
+
+
+def _ranked_partition(scores: pd.DataFrame, rank_and_decile: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+    rank, decile = rank_and_decile
+    return scores.drop(columns=RAW).assign(**{RANK: rank, DECILE: decile})
+
+
+def score_on_dask(path: str | Path, scoring: ScoringModel, id_columns: list[str], output: Path,
+                  client) -> tuple[int, int, list[str]]:
+    """Score a parquet table (file, directory or glob) partition by partition on a Dask cluster
+    and write the scores as a directory of parquet files, one per partition, in input order.
+
+    Probabilities and decisions are computed on the workers; only each row's probability and raw
+    score come back, to rank all rows at once (as `score_batches` does), and the ranks go back to
+    the workers that write the files. Returns (rows, flagged, ignored columns).
+    """
+    import dask
+    import dask.dataframe as dd
+
+    from stages.lib.files import atomic_directory
+
+    source = str(path)
+    table = dd.read_parquet([str(part) for part in parquet_parts(path)])
+    required = list(id_columns) + scoring.preprocessor.input_columns
+    ignored = check_scoring_table(table._meta, required, source)
+    # One LightGBM thread per task: the cluster's worker threads are the parallelism.
+    model = client.scatter(dataclasses.replace(scoring, threads=1), broadcast=True)
+    meta = _score_partition(table._meta[required], scoring, id_columns, source)
+    scored = table[required].map_partitions(_score_partition, model, list(id_columns), source, meta=meta)
+    scored = scored.persist()
+    keys = scored[[PROBABILITY, RAW]].compute()
+    lengths = scored.map_partitions(len).compute().to_numpy()
+    probability, raw = keys[PROBABILITY].to_numpy(), keys[RAW].to_numpy()
+    rank, decile = rank_and_decile(probability, raw)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    pieces = client.scatter([(rank[a:b], decile[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    ranked = [dask.delayed(_ranked_partition)(part, piece) for part, piece in zip(scored.to_delayed(), pieces)]
+    final_meta = _ranked_partition(meta, (np.empty(0, np.int64), np.empty(0, np.int8)))
+    with atomic_directory(output, holds=PARQUET_SUFFIXES) as tmp:
+        dd.from_delayed(ranked, meta=final_meta, verify_meta=False).to_parquet(
+            str(tmp), write_index=False, compression="zstd", write_metadata_file=False,
+            name_function=PART_NAME.format)
+    flagged = int(scoring.threshold.flags(probability, raw).sum())
+    return len(probability), flagged, ignored

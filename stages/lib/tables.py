@@ -6,6 +6,8 @@ table gives the same one-line message wherever it is read.
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +17,38 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from stages.lib.errors import DataError
-from stages.lib.files import atomic_path, first_line
+from stages.lib.files import atomic_directory, atomic_path, first_line
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserError)
+GLOB_CHARACTERS = ("*", "?", "[")
+PART_NAME = "part-{:05d}.parquet"  # the files of a partitioned output, in row order
+
+
+def is_partitioned(path: str | Path) -> bool:
+    """A partitioned parquet table: a directory of parquet files, or a glob of them."""
+    return Path(path).is_dir() or any(character in str(path) for character in GLOB_CHARACTERS)
+
+
+def is_directory_output(path: str | Path) -> bool:
+    """An output path without a file suffix (`scores/`, `scores`) names a directory of parquet files."""
+    return str(path).endswith(("/", os.sep)) or not Path(path).suffix
+
+
+def parquet_parts(path: str | Path) -> list[Path]:
+    """The files of a table, in name order: a directory's parquet files, a glob's matches, or the one file."""
+    if not is_partitioned(path):
+        return [_readable(path)[0]]
+    if Path(path).is_dir():
+        found = Path(path).iterdir()
+    else:
+        found = (Path(match) for match in glob.glob(str(path)))
+    parts = sorted(p for p in found if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
+    if not parts:
+        raise DataError(f"{path}: no .parquet files found; give a directory of parquet files, a glob "
+                        "such as 'customers/*.parquet', or one .csv or .parquet file")
+    return parts
 
 
 def table_format(path: str | Path) -> str:
@@ -64,7 +93,11 @@ def iter_table_batches(path: str | Path, batch_rows: int,
     """Yield a table in chunks of at most `batch_rows` rows, to keep memory flat.
 
     A CSV file's `text_columns` are read as text in every chunk (not as numbers in one
-    chunk and text in another)."""
+    chunk and text in another). A partitioned table is read file by file, in name order."""
+    if is_partitioned(path):
+        for part in parquet_parts(path):
+            yield from iter_table_batches(part, batch_rows)
+        return
     path, fmt = _readable(path)
     try:
         if fmt == "parquet":
@@ -86,3 +119,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
             pacsv.write_csv(table, tmp)
         else:
             pq.write_table(table, tmp, compression="zstd")
+
+
+def write_partitioned(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a table as a directory of parquet files (here one), replacing an earlier run's atomically."""
+    with atomic_directory(path, holds=PARQUET_SUFFIXES) as tmp:
+        write_table(frame, tmp / PART_NAME.format(0))

@@ -68,7 +68,8 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
                         help=f"rows scored at a time (default: {BATCH_ROWS:,})")
     parser.add_argument("--threads", type=int, default=usable_cores(),
-                        help="LightGBM prediction threads; scores do not depend on it "
+                        help="LightGBM prediction threads (local engine; on Dask, one per worker thread); "
+                             "scores do not depend on it "
                              "(default: the cores this process may use, by CPU affinity and cgroup quota; "
                              "threads wait passively unless OMP_WAIT_POLICY is set)")
     parser.add_argument("--engine", choices=ENGINES, default="local",

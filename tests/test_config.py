@@ -156,6 +156,11 @@ def test_params_are_read_as_yaml_1_2_like_dvc(tmp_path, raw_params):
     assert load_params(path).data.positive_label == "Yes"
 
 
+def test_data_path_may_be_a_directory_of_parquet_files(raw_params):
+    raw_params["data"]["path"] = "data/customers"
+    assert parse_params(raw_params).data.path == "data/customers"
+
+
 def test_compute_defaults_to_the_local_engine(raw_params):
     del raw_params["compute"]
     assert parse_params(raw_params).compute.engine == "local"

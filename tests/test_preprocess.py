@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.errors import DataError
 from stages.lib.features import INDICATOR_SUFFIX, MISSING_LEVEL, OTHER_LEVEL, CustomerPreprocessor
 from stages.lib.files import load_object, save_object
 from stages.lib.preprocessing import preprocess_customers
 from stages.lib.schema import LABEL
+from stages.lib.tables import read_table
+from tests.helpers import edited_params, python_module, write_params
 
 ID = "customer_id"
 
@@ -168,3 +171,34 @@ def test_preprocessor_round_trips_through_joblib(tmp_path, preprocessor, custome
     pd.testing.assert_frame_equal(loaded.transform(customers.head(100)), preprocessor.transform(customers.head(100)))
     # Scoring names customers by the training run's ID columns, which travel with the model.
     assert loaded.id_columns == [ID] and ID not in loaded.input_columns
+
+
+def test_a_directory_of_parquet_files_is_read_as_one_table(tmp_path, customers):
+    folder = tmp_path / "customers"
+    folder.mkdir()
+    for number, rows in enumerate(np.array_split(np.arange(len(customers)), 3)):
+        customers.iloc[rows].to_parquet(folder / f"part-{number}.parquet", index=False)
+    (folder / "_SUCCESS").write_text("")  # a marker Spark and others leave: not a table file
+    single = tmp_path / "customers.parquet"
+    customers.to_parquet(single, index=False)
+    pd.testing.assert_frame_equal(read_table(folder), read_table(single))
+
+    params = write_params(edited_params({"data.path": str(folder)}), tmp_path / "params.yaml")
+    outputs = {}
+    for name, source in (("folder", folder), ("single", single)):
+        out = tmp_path / name
+        python_module("stages.preprocess", "--params", params, "--input", source, "--train", out / "train.parquet",
+                      "--test", out / "test.parquet", "--preprocessor", out / "pp.joblib")
+        outputs[name] = [(out / f).read_bytes() for f in ("train.parquet", "test.parquet")]
+    assert outputs["folder"] == outputs["single"]
+
+
+@pytest.mark.parametrize("name, make, phrase", [
+    ("missing", lambda path: None, "not found"),
+    ("empty", lambda path: path.mkdir(), "no .parquet files found"),
+])
+def test_a_missing_or_empty_directory_is_one_clear_error(tmp_path, name, make, phrase):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(DataError, match=phrase):
+        read_table(path)

@@ -283,8 +283,9 @@ def _check_data(data: DataParams, problems: list[str]) -> None:
         problems.append(f"{_where('data.target')} '{data.target}' is also listed in data.id_columns; list it once")
     if data.categorical_columns and data.target in data.categorical_columns:
         problems.append(f"{_where('data.categorical_columns')} lists the target '{data.target}'; remove it")
-    if Path(data.path).suffix.lower() not in (".csv", ".parquet", ".pq"):
-        problems.append(f"{_where('data.path')} is {data.path!r}; expected a .csv or .parquet file")
+    if Path(data.path).suffix.lower() not in ("", ".csv", ".parquet", ".pq"):
+        problems.append(f"{_where('data.path')} is {data.path!r}; expected a .csv or .parquet file, "
+                        "or a directory of parquet files")
 
 
 def parse_params(raw: Any) -> Params:

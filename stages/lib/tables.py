@@ -63,6 +63,8 @@ def table_format(path: str | Path) -> str:
 def _readable(path: str | Path) -> tuple[Path, str]:
     """The path and its format, once the file is known to exist and hold bytes."""
     path = Path(path)
+    if not path.suffix and not path.exists():
+        raise DataError(f"{path}: not found; check the path (data.path in params.yaml) or run `dvc pull`")
     fmt = table_format(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (data.path in params.yaml) or run `dvc pull`")
@@ -77,7 +79,10 @@ def _unreadable(path: Path, fmt: str, error: BaseException) -> DataError:
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a CSV or parquet table; a missing, empty or unreadable file is a DataError."""
+    """Read a CSV or parquet table, or a partitioned one (its files in name order, as one table);
+    a missing, empty or unreadable file is a DataError."""
+    if is_partitioned(path):
+        return pd.concat([read_table(part, columns) for part in parquet_parts(path)], ignore_index=True)
     path, fmt = _readable(path)
     try:
         if fmt == "csv":

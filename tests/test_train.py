@@ -41,6 +41,17 @@ def test_same_inputs_give_identical_boosters(params, resampled_xy):
     assert first == second
 
 
+def test_plain_trees_do_not_depend_on_the_thread_count(params_with, resampled_xy):
+    # Linear leaves (linear_tree) do, in the last bits: why model.threads is a fixed count by default.
+    features, y = resampled_xy
+    best = {"learning_rate": 0.05, "num_leaves": 16}
+    texts = [train_model(features, y, params_with(model__threads=threads), best).booster_.model_to_string()
+             for threads in (1, 2)]
+    without_count = [[line for line in text.split("\n") if not line.startswith("[num_threads: ")] for text in texts]
+    assert "[num_threads: 1]" in texts[0] and "[num_threads: 2]" in texts[1]  # recorded among the params ...
+    assert without_count[0] == without_count[1]  # ... and nothing else differs
+
+
 def test_another_seed_gives_another_booster(params, params_with, resampled_xy):
     features, y = resampled_xy
     first = train_model(features, y, params, BEST).booster_.model_to_string()

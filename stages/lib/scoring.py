@@ -17,7 +17,7 @@ import pandas as pd
 
 from stages.lib.artifacts import verify_artifacts
 from stages.lib.features import CustomerPreprocessor
-from stages.lib.files import load_object, read_json
+from stages.lib.files import atomic_directory, load_object, read_json
 from stages.lib.ranking import Threshold, best_first
 from stages.lib.schema import check_scoring_table
 from stages.lib.tables import (
@@ -182,8 +182,6 @@ def score_on_dask(path: str | Path, scoring: ScoringModel, id_columns: list[str]
     """
     import dask
     import dask.dataframe as dd
-
-    from stages.lib.files import atomic_directory
 
     source = str(path)
     table = dd.read_parquet([str(part) for part in parquet_parts(path)])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,7 @@ PROBABILITY = "purchase_probability"
 DECISION = "will_buy"
 RANK = "rank"
 DECILE = "decile"
+T = TypeVar("T")
 RAW = "__raw_score__"  # kept beside the probability until the rows are ranked, never written
 
 
@@ -58,16 +61,19 @@ class ScoringModel:
     threshold: Threshold
     threads: int = 1
 
-    def raw_scores(self, frame: pd.DataFrame, source: str) -> np.ndarray:
-        features = self.preprocessor.transform(frame[self.preprocessor.input_columns], source)
+    def features(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        return self.preprocessor.transform(frame[self.preprocessor.input_columns], source)
+
+    def scores_of(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probabilities, raw scores) of processed features."""
         # Prediction is per row, so any thread count gives the same scores; the model's
         # own n_jobs (model.threads, 1) was chosen for training, where threads contend.
-        return self.model.predict_proba(features, num_threads=self.threads)[:, 1]
+        raw = self.model.predict_proba(features, num_threads=self.threads)[:, 1]
+        return np.asarray(self.calibrator.transform(raw), dtype=np.float64), raw
 
     def probabilities(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw scores) of customer rows."""
-        raw = self.raw_scores(frame, source)
-        return np.asarray(self.calibrator.transform(raw), dtype=np.float64), raw
+        return self.scores_of(self.features(frame, source))
 
 
 def model_files(models_dir: str | Path) -> dict[str, Path]:
@@ -112,27 +118,55 @@ def rank_and_decile(probability: np.ndarray, raw: np.ndarray) -> tuple[np.ndarra
     return rank, decile
 
 
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each next one produced in a background thread while the caller works on the current one.
+
+    Scoring reads and transforms the next batch while LightGBM predicts this one (its C code
+    releases the GIL); the order and the values are those of `items`.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, items, _DONE)
+        while (item := pending.result()) is not _DONE:
+            pending = pool.submit(next, items, _DONE)
+            yield item
+
+
+_DONE = object()
+
+
+def _prepared(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_columns: list[str],
+              source: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None, list[str] | None]]:
+    """Each batch as (IDs, features or None when it has no rows, the ignored columns: first batch only)."""
+    required = list(id_columns) + scoring.preprocessor.input_columns
+    first_row = 0
+    for number, batch in enumerate(batches):
+        ignored = check_scoring_table(batch, required, source) if number == 0 else None
+        ids = batch[list(id_columns)].reset_index(drop=True)
+        if batch.empty:
+            yield ids, None, ignored
+            continue
+        where = f"{source} (rows {first_row + 1:,}-{first_row + len(batch):,})"
+        yield ids, scoring.features(batch, where), ignored
+        first_row += len(batch)
+
+
 def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_columns: list[str],
                   source: str) -> tuple[pd.DataFrame, list[str]]:
     """Score every row: IDs, calibrated probability, decision, rank and decile, in input order.
 
     Returns the scores and the input columns the model ignored.
     """
-    required = list(id_columns) + scoring.preprocessor.input_columns
     ids, probabilities, raws = [], [], []
     ignored: list[str] = []
-    first_row = 0
-    for number, batch in enumerate(batches):
-        if number == 0:
-            ignored = check_scoring_table(batch, required, source)
-        ids.append(batch[list(id_columns)].reset_index(drop=True))
-        if batch.empty:
+    for batch_ids, features, first_ignored in _read_ahead(_prepared(batches, scoring, id_columns, source)):
+        if first_ignored is not None:
+            ignored = first_ignored
+        ids.append(batch_ids)
+        if features is None:
             continue
-        where = f"{source} (rows {first_row + 1:,}-{first_row + len(batch):,})"
-        probability, raw = scoring.probabilities(batch, where)
+        probability, raw = scoring.scores_of(features)
         raws.append(raw)
         probabilities.append(probability)
-        first_row += len(batch)
 
     raw = np.concatenate(raws) if raws else np.empty(0)
     probability = np.concatenate(probabilities) if probabilities else np.empty(0)

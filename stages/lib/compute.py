@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stages.lib.errors import ClusterError
+from stages.lib.files import first_line
 from stages.lib.params import AUTO, ComputeParams, ModelParams, Params
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -138,7 +139,7 @@ def dask_client(cores: int | None = None) -> Iterator:
             except (OSError, TimeoutError) as error:
                 raise ClusterError(
                     f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS or Dask's config): "
-                    f"{_first_line(error)}; start it, fix the address, or unset it to run on this machine"
+                    f"{_gist(error)}; start it, fix the address, or unset it to run on this machine"
                 ) from None
         else:
             cluster = stack.enter_context(LocalCluster(
@@ -151,15 +152,14 @@ def dask_client(cores: int | None = None) -> Iterator:
             if not lost_cluster(error):
                 raise
             raise ClusterError(
-                f"{name} lost a worker or its connection mid-stage ({_first_line(error)}); outputs were left "
+                f"{name} lost a worker or its connection mid-stage ({_gist(error)}); outputs were left "
                 "as they were; check that every worker is running and has the memory it needs "
                 "(its log says why it stopped), then run the stage again"
             ) from None
 
 
-def _first_line(error: BaseException, limit: int = 160) -> str:
-    text = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _gist(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def lost_cluster(error: BaseException) -> bool:

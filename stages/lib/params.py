@@ -272,7 +272,7 @@ def _check_engine(params: Params, problems: list[str]) -> None:
     linear = params.tune.search_space.get("linear_tree")
     if params.compute.engine == "dask" and linear is not None and True in (linear.categories or []):
         # Distributed LightGBM fits each leaf's linear model on one machine's rows only
-        # (benchmarks/README.md, "Training on Dask").
+        # (benchmarks/README.md, "The Dask engine").
         problems.append(f"{_where('tune.search_space.linear_tree')} may pick true, which compute.engine dask "
                         "cannot train (LightGBM fits linear leaves on one worker's rows); set it to "
                         "{categories: [false]} or use compute.engine: local")

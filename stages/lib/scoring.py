@@ -25,7 +25,6 @@ from stages.lib.schema import check_scoring_table
 from stages.lib.tables import (
     PARQUET_SUFFIXES,
     PART_NAME,
-    is_partitioned,
     iter_table_batches,
     parquet_parts,
     read_table,
@@ -105,7 +104,7 @@ def input_batches(path: str | Path, batch_rows: int = BATCH_ROWS,
         yield batch
     if empty:
         # A parquet file without rows has no batches; its columns are in the schema.
-        yield read_table(parquet_parts(path)[0] if is_partitioned(path) else path)
+        yield read_table(path)
 
 
 def rank_and_decile(probability: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

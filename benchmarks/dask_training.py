@@ -16,6 +16,7 @@ import json
 import warnings
 from pathlib import Path
 
+from benchmarks.markdown import table
 from benchmarks.measure import machine
 from stages.lib import models
 from stages.lib.files import read_json
@@ -69,10 +70,9 @@ def main() -> None:
     records = compare(args.rows, args.seeds, args.workers, read_json(args.best_params))
     Path(f"{args.output}.json").write_text(json.dumps({"machine": machine(), "workers": args.workers,
                                                         "runs": records}, indent=2) + "\n")
-    print("| rows | seed | linear leaves | local | Dask | Dask - local |\n|---:|---:|---|---:|---:|---:|")
-    for r in records:
-        print(f"| {r['rows']:,} | {r['seed']} | {'yes' if r['linear_tree'] else 'no'} | {r['local']:.4f} | "
-              f"{r['dask']:.4f} | {r['difference']:+.4f} |")
+    print(table(["rows", "seed", "linear leaves", "local", "Dask", "Dask - local"],
+                [[f"{r['rows']:,}", str(r["seed"]), "yes" if r["linear_tree"] else "no", f"{r['local']:.4f}",
+                  f"{r['dask']:.4f}", f"{r['difference']:+.4f}"] for r in records], "rrlrrr"))
 
 
 if __name__ == "__main__":

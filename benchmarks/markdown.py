@@ -11,6 +11,12 @@ def _cell(value: Any, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
+def table(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A markdown table; `align` has one character per column: l(eft) or r(ight)."""
+    rule = ["---:" if side == "r" else "---" for side in align]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [

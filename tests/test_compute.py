@@ -341,3 +341,25 @@ def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reprod
     assert cluster.address in errors[0] and "lost a worker" in errors[0] and "run the stage again" in errors[0]
     assert "Traceback" not in output
     assert snapshot(outputs) == before
+
+
+@pytest.mark.e2e
+def test_dvc_repro_on_dask_preprocesses_a_partitioned_table_and_the_local_engine_takes_it_back(
+        reproduced_repo, dask_cluster, tmp_path):
+    repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export"})
+    parquet_parts_of(reproduced_repo / "data/raw/customers.csv", repo / "data/export", parts=3)
+    dvc("repro", cwd=repo, env=dask_cluster.env())
+    for split in ("train", "test"):
+        folder = repo / f"data/processed/{split}.parquet"
+        assert sorted(p.name for p in folder.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+    metrics = read_json(repo / "metrics/metrics.json")
+    assert metrics["average_precision"] > 2 * metrics["actual_buyers"] / metrics["test_rows"]  # random: the buyer share
+    assert "up to date" in dvc("status", cwd=repo).stdout
+    first = output_md5s(repo)
+    dvc("repro", "--force", "--single-item", "preprocess", cwd=repo, env=dask_cluster.env())
+    assert output_md5s(repo) == first  # the workers write the same bytes again
+    # The local engine reads the same files in one process and writes the splits as files again.
+    edit_params_file(repo / "params.yaml", {"compute.engine": "local"})
+    dvc("repro", cwd=repo)
+    assert (repo / "data/processed/train.parquet").is_file() and (repo / "data/processed/test.parquet").is_file()
+    assert "up to date" in dvc("status", cwd=repo).stdout

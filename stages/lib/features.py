@@ -36,6 +36,11 @@ def _as_text(series: pd.Series) -> pd.Series:
     return text.str.strip()
 
 
+def category_counts(series: pd.Series) -> pd.Series:
+    """How often each level of a categorical column occurs (missing values not counted)."""
+    return _as_text(series).value_counts(dropna=True)
+
+
 def _level_codes(text: pd.Series, known: list[str]) -> np.ndarray:
     """Position of each value in `known`, -1 for a missing or unseen value."""
     # Arrow's hash lookup on the Arrow-backed strings, without converting them to
@@ -90,12 +95,24 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         return list(self.numeric_columns) + list(self.categorical_columns)
 
     def fit(self, frame: pd.DataFrame, y=None) -> CustomerPreprocessor:
-        numeric = self._numeric_block(frame, "training data")
-        self.medians_ = {c: float(numeric[c].median()) for c in self.numeric_columns}
-        self.indicator_columns_ = [c for c in self.numeric_columns if numeric[c].isna().any()]
+        numeric = self.numeric_block(frame, "training data")
+        return self.fit_statistics(
+            medians={c: float(numeric[c].median()) for c in self.numeric_columns},
+            columns_with_gaps=[c for c in self.numeric_columns if numeric[c].isna().any()],
+            level_counts={c: category_counts(frame[c]) for c in self.categorical_columns},
+        )
+
+    def fit_statistics(self, medians: dict[str, float], columns_with_gaps: list[str],
+                       level_counts: dict[str, pd.Series]) -> CustomerPreprocessor:
+        """Fit from the training rows' statistics: each numeric column's median and whether it has
+        gaps, each categorical column's `category_counts`. `fit` computes them from a pandas table;
+        the Dask engine (preprocessing.preprocess_on_dask) adds them up over partitions."""
+        self.medians_ = {c: float(medians[c]) for c in self.numeric_columns}
+        gaps = set(columns_with_gaps)
+        self.indicator_columns_ = [c for c in self.numeric_columns if c in gaps]
         self.levels_ = {}
         for column in self.categorical_columns:
-            counts = _as_text(frame[column]).value_counts(dropna=True)
+            counts = level_counts[column]
             frequent = sorted(counts.index[counts >= self.rare_category_min_count].tolist())
             self.levels_[column] = [MISSING_LEVEL, OTHER_LEVEL] + [v for v in frequent
                                                                    if v not in (MISSING_LEVEL, OTHER_LEVEL)]
@@ -106,7 +123,7 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         )
         return self
 
-    def _numeric_block(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    def numeric_block(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         block = {}
         for column in self.numeric_columns:
             series = frame[column]
@@ -126,7 +143,7 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(block, index=frame.index)
 
     def transform(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-        numeric = self._numeric_block(frame, source)
+        numeric = self.numeric_block(frame, source)
         out = {}
         for column in self.numeric_columns:
             out[column] = numeric[column].fillna(np.float32(self.medians_[column])).to_numpy(np.float32)

@@ -23,9 +23,14 @@ from stages.lib.errors import ArtifactError, DataError, OutputError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+def atomic_path(path: str | Path, replaces_directory_of: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    With `replaces_directory_of`, a directory at `path` holding only files with those endings
+    (an earlier run's partitioned output) is replaced by the file too."""
     path = Path(path)
+    if replaces_directory_of and path.is_dir():
+        _refuse_foreign_files(path, replaces_directory_of)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A run killed by SIGKILL cannot clean up; the next write of the same file does.
@@ -42,7 +47,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         # mkstemp creates 0600 files; give outputs the usual permissions.
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if replaces_directory_of and path.is_dir():
+            _replace_directory(path, tmp)
+        else:
+            os.replace(tmp, path)
     except OSError as error:
         # Disk full, permission denied, a directory in the way: the user's to fix, not a bug.
         raise _cannot_write(path, error) from None
@@ -59,11 +67,7 @@ def atomic_directory(path: str | Path, holds: tuple[str, ...]) -> Iterator[Path]
     """
     path = Path(path)
     if path.exists():
-        foreign = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
-        foreign = [name for name in foreign if not name.lower().endswith(holds)]
-        if foreign:
-            raise OutputError(f"{path}: exists and holds {', '.join(sorted(foreign)[:3])}, which this would "
-                              "replace; give a new directory for the output")
+        _refuse_foreign_files(path, holds)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for stale in path.parent.glob(f".{path.name}.*.tmpdir"):
@@ -75,17 +79,31 @@ def atomic_directory(path: str | Path, holds: tuple[str, ...]) -> Iterator[Path]
         yield tmp
         os.chmod(tmp, 0o755)
         if path.exists():
-            # Two renames: between them `path` is missing, never half written.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace_directory(path, tmp)
         else:
             os.replace(tmp, path)
     except OSError as error:
         raise _cannot_write(path, error) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refuse_foreign_files(path: Path, holds: tuple[str, ...]) -> None:
+    """An output about to be replaced must hold only what an earlier run wrote (names ending with `holds`)."""
+    foreign = [p.name for p in path.iterdir()] if path.is_dir() else [path.name]
+    foreign = [name for name in foreign if not name.lower().endswith(holds)]
+    if foreign:
+        raise OutputError(f"{path}: exists and holds {', '.join(sorted(foreign)[:3])}, which this would "
+                          "replace; give a new directory for the output")
+
+
+def _replace_directory(path: Path, new: Path) -> None:
+    """Put `new` (a file or directory) in the place of `path`, an existing file or directory."""
+    # Two renames: between them `path` is missing, never half written.
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+    os.replace(path, old / path.name)
+    os.replace(new, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _cannot_write(path: Path, error: OSError) -> OutputError:

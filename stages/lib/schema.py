@@ -61,17 +61,88 @@ def _is_categorical(series: pd.Series) -> bool:
     )
 
 
-def _text_in_numeric(series: pd.Series) -> tuple[int, list[str]] | None:
+def _stray_text(present: int, parsed: int, examples: list[str]) -> tuple[int, list[str]] | None:
     """If a text column is mostly numbers, return (bad row count, examples)."""
-    present = series.dropna()
-    if present.empty:
+    if present == 0:
         return None
-    parsed = pd.to_numeric(present, errors="coerce")
-    numeric_share = parsed.notna().mean()
+    numeric_share = parsed / present
     if numeric_share < NUMERIC_TEXT_SHARE or numeric_share == 1.0:
         return None
-    bad = present[parsed.isna()]
-    return len(bad), [str(v) for v in bad.unique()[:3]]
+    return present - parsed, examples[:3]
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the check of a training table needs to know of it, gathered in one pass.
+
+    `of` reads a pandas table (a whole table, or one partition of a Dask one);
+    `combine` adds up partitions' facts, so a table too big for one process is
+    checked with the same rules and messages as a small one.
+    """
+
+    header: pd.DataFrame                 # no rows: the columns and their dtypes
+    rows: int
+    non_null: dict[str, int]
+    target_values: list                  # distinct present values of data.target, in order of appearance
+    # Text columns that may be numeric: (present values, values parsing as numbers, first unparsed values).
+    numeric_text: dict[str, tuple[int, int, list[str]]]
+    duplicated_ids: int = 0
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, data: DataParams, count_duplicates: bool = True) -> TableFacts:
+        numeric_text = {}
+        for column in _text_columns_that_may_be_numeric(frame, data):
+            present = frame[column].dropna()
+            parsed = pd.to_numeric(present, errors="coerce")
+            unparsed = present[parsed.isna()]
+            numeric_text[column] = (len(present), int(parsed.notna().sum()),
+                                    [str(v) for v in unparsed.unique()[:3]])
+        has_ids = data.id_columns and set(data.id_columns) <= set(frame.columns)
+        return cls(
+            header=_empty_like(frame),
+            rows=len(frame),
+            non_null={str(c): int(n) for c, n in frame.count().items()},
+            target_values=list(pd.unique(frame[data.target].dropna())) if data.target in frame.columns else [],
+            numeric_text=numeric_text,
+            duplicated_ids=int(frame.duplicated(subset=list(data.id_columns)).sum())
+            if has_ids and count_duplicates else 0,
+        )
+
+    @classmethod
+    def combine(cls, parts: list[TableFacts], duplicated_ids: int = 0) -> TableFacts:
+        """The facts of the table whose partitions, in order, have `parts` as facts."""
+        first = parts[0]
+        numeric_text = {}
+        for column in first.numeric_text:
+            present = sum(part.numeric_text[column][0] for part in parts)
+            parsed = sum(part.numeric_text[column][1] for part in parts)
+            examples = list(dict.fromkeys(v for part in parts for v in part.numeric_text[column][2]))
+            numeric_text[column] = (present, parsed, examples[:3])
+        return cls(
+            header=first.header,
+            rows=sum(part.rows for part in parts),
+            non_null={c: sum(part.non_null[c] for part in parts) for c in first.non_null},
+            target_values=list(dict.fromkeys(v for part in parts for v in part.target_values)),
+            numeric_text=numeric_text,
+            duplicated_ids=duplicated_ids,
+        )
+
+
+def _empty_like(frame: pd.DataFrame) -> pd.DataFrame:
+    """No rows, the same columns and dtypes, and nothing of `frame`'s memory (a zero-row slice of an
+    Arrow-backed column keeps its whole buffer alive, even copied)."""
+    empty = pd.DataFrame({i: pd.Series([], dtype=dtype) for i, dtype in enumerate(frame.dtypes)})
+    empty.columns = frame.columns
+    return empty
+
+
+def _text_columns_that_may_be_numeric(frame: pd.DataFrame, data: DataParams) -> list[str]:
+    """Text columns the check treats as numeric: not an ID or the target, and not listed as categorical
+    (with data.categorical_columns unset, text columns are categorical)."""
+    if data.categorical_columns is None:
+        return []
+    roles = set(data.id_columns) | {data.target} | set(data.categorical_columns)
+    return [c for c in frame.columns if c not in roles and _is_text(frame[c])]
 
 
 def _header(frame: pd.DataFrame, limit: int = 12) -> str:
@@ -86,56 +157,78 @@ def _did_you_mean(name: str, frame: pd.DataFrame) -> str:
     return f" (did you mean '{names[close[0]]}'?)" if close else ""
 
 
-def binary_target(frame: pd.DataFrame, data: DataParams, source: str) -> np.ndarray:
-    """The target as 0/1 int8, with `positive_label` as 1; checks it is binary and complete."""
+def _positive_key(values: list, missing: int, data: DataParams, source: str, header: pd.DataFrame) -> str:
+    """Check the target column is complete and binary, holding data.positive_label; return its key."""
     target = data.target
-    if target not in frame.columns:
+    if target not in header.columns:
         raise DataError(
-            f"{source}: target column '{target}' (data.target) not found{_did_you_mean(target, frame)}; "
-            f"set data.target to one of: {_header(frame)}"
+            f"{source}: target column '{target}' (data.target) not found{_did_you_mean(target, header)}; "
+            f"set data.target to one of: {_header(header)}"
         )
-    labels = frame[target]
-    missing = int(labels.isna().sum())
     if missing:
         raise DataError(
             f"{source}: target '{target}' is missing in {missing:,} rows; drop or label those rows"
         )
+    keys = sorted({_label_key(v) for v in values})
+    if len(keys) < 2:
+        raise DataError(
+            f"{source}: target '{target}' has one class only ({keys[0]!r}); "
+            "the table needs both buyers and non-buyers"
+        )
+    if len(keys) > 2:
+        shown = ", ".join(map(repr, keys[:6]))
+        raise DataError(
+            f"{source}: target '{target}' has {len(keys)} values ({shown}); it must have exactly two"
+        )
+    positive = _label_key(data.positive_label)
+    if positive not in keys:
+        raise DataError(
+            f"{source}: data.positive_label {data.positive_label!r} is not a value of '{target}' "
+            f"(found {keys[0]!r} and {keys[1]!r}); set data.positive_label to the one that means 'bought'"
+        )
+    return positive
+
+
+def target_labels(labels: pd.Series, positive_key: str) -> np.ndarray:
+    """0/1 int8 labels, 1 where the value's key is `positive_key` (from a checked target column)."""
     # Normalise each distinct label once, not every row: a million-row export has two labels.
     codes, distinct = pd.factorize(labels)
     distinct_keys = np.array([_label_key(v) for v in distinct], dtype=object)
-    values = sorted(set(distinct_keys))
-    if len(values) < 2:
-        raise DataError(
-            f"{source}: target '{target}' has one class only ({values[0]!r}); "
-            "the table needs both buyers and non-buyers"
-        )
-    if len(values) > 2:
-        shown = ", ".join(map(repr, values[:6]))
-        raise DataError(
-            f"{source}: target '{target}' has {len(values)} values ({shown}); it must have exactly two"
-        )
-    positive = _label_key(data.positive_label)
-    if positive not in values:
-        raise DataError(
-            f"{source}: data.positive_label {data.positive_label!r} is not a value of '{target}' "
-            f"(found {values[0]!r} and {values[1]!r}); set data.positive_label to the one that means 'bought'"
-        )
-    return (distinct_keys[codes] == positive).astype(np.int8)
+    return (distinct_keys[codes] == positive_key).astype(np.int8)
+
+
+def positive_key_of(facts: TableFacts, data: DataParams, source: str) -> str:
+    """The checked target's key for data.positive_label, from a table's facts."""
+    missing = facts.rows - facts.non_null.get(data.target, 0)
+    return _positive_key(facts.target_values, missing, data, source, facts.header)
+
+
+def binary_target(frame: pd.DataFrame, data: DataParams, source: str) -> np.ndarray:
+    """The target as 0/1 int8, with `positive_label` as 1; checks it is binary and complete."""
+    present = frame[data.target].dropna() if data.target in frame.columns else pd.Series([], dtype=object)
+    positive = _positive_key(list(pd.unique(present)), len(frame) - len(present), data, source, frame)
+    return target_labels(frame[data.target], positive)
 
 
 def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> TableSchema:
     """Check a labelled customer table; return its columns by role."""
-    if frame.empty:
+    return check_table_facts(TableFacts.of(frame, data), data, source)
+
+
+def check_table_facts(facts: TableFacts, data: DataParams, source: str) -> TableSchema:
+    """Check a labelled customer table from its facts; return its columns by role."""
+    header = facts.header
+    if facts.rows == 0:
         raise DataError(f"{source}: the table has a header but no rows; export it again with data")
-    _check_configured_columns(frame, data, source)
-    binary_target(frame, data, source)
+    _check_configured_columns(header, data, source)
+    positive_key_of(facts, data, source)
 
     roles = set(data.id_columns) | {data.target}
-    candidates = [c for c in frame.columns if c not in roles]
+    candidates = [c for c in header.columns if c not in roles]
     if not candidates:
         raise DataError(f"{source}: no feature columns besides the ID and target columns")
 
-    empty = [c for c in [*data.id_columns, *candidates] if frame[c].isna().all()]
+    empty = [c for c in [*data.id_columns, *candidates] if facts.non_null[c] == 0]
     if empty:
         raise DataError(
             f"{source}: column(s) {', '.join(map(repr, empty))} {'is' if len(empty) == 1 else 'are'} "
@@ -143,7 +236,7 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
             "(and from params.yaml's data section if listed there) or fill them"
         )
     for column in data.id_columns:
-        missing = int(frame[column].isna().sum())
+        missing = facts.rows - facts.non_null[column]
         if missing:
             raise DataError(
                 f"{source}: ID column '{column}' is empty in {missing:,} rows; "
@@ -153,14 +246,14 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
     if data.categorical_columns is not None:
         categorical = [c for c in candidates if c in set(data.categorical_columns)]
     else:
-        categorical = [c for c in candidates if _is_categorical(frame[c])]
+        categorical = [c for c in candidates if _is_categorical(header[c])]
     numeric = [c for c in candidates if c not in set(categorical)]
 
     for column in numeric:
-        series = frame[column]
+        series = header[column]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             continue
-        stray = _text_in_numeric(series) if _is_text(series) else None
+        stray = _stray_text(*facts.numeric_text[column]) if column in facts.numeric_text else None
         if stray is not None:
             count, examples = stray
             raise DataError(
@@ -173,7 +266,7 @@ def check_training_table(frame: pd.DataFrame, data: DataParams, source: str) -> 
             "data.categorical_columns, or drop data.categorical_columns to infer them"
         )
 
-    _check_duplicate_ids(frame, data, source)
+    _check_duplicate_ids(facts.duplicated_ids, data, source)
     return TableSchema(list(data.id_columns), numeric, categorical)
 
 
@@ -194,11 +287,8 @@ def _check_configured_columns(frame: pd.DataFrame, data: DataParams, source: str
         raise DataError(*problems)
 
 
-def _check_duplicate_ids(frame: pd.DataFrame, data: DataParams, source: str) -> None:
-    if not data.id_columns:
-        return
-    duplicated = int(frame.duplicated(subset=list(data.id_columns)).sum())
-    if not duplicated:
+def _check_duplicate_ids(duplicated: int, data: DataParams, source: str) -> None:
+    if not data.id_columns or not duplicated:
         return
     message = (
         f"{source}: {duplicated:,} rows repeat a customer ID ({', '.join(data.id_columns)}); "

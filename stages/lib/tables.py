@@ -117,7 +117,8 @@ def iter_table_batches(path: str | Path, batch_rows: int,
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a table as CSV or parquet (by suffix), atomically and deterministically."""
     fmt = table_format(path)
-    with atomic_path(path) as tmp:
+    # A directory of parquet files in the way is an earlier compute.engine dask run's output.
+    with atomic_path(path, replaces_directory_of=PARQUET_SUFFIXES) as tmp:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if fmt == "csv":
             # pyarrow writes CSV an order of magnitude faster than pandas; nulls become empty fields.

@@ -1,0 +1,99 @@
+"""preprocess on one process (compute.engine local) against a LocalCluster (compute.engine dask).
+
+Generates ROWS customers as the pipeline does, writes them as PARTS parquet files
+(a warehouse unload; each PARTS given), and runs `python -m stages.preprocess` on that directory once
+with each engine, measuring wall time and the peak memory of the stage's process tree
+(with dask, the LocalCluster's worker processes are in it) and of its largest process.
+
+    python -m benchmarks.dask_preprocess --rows 1000000 10000000 --parts 16 160 \
+        --output benchmarks/experiments/dask-preprocess
+
+Writes OUTPUT.json (one record per size and engine) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from ruamel.yaml import YAML
+
+from benchmarks.markdown import table
+from benchmarks.measure import child_env, machine, run_measured
+from stages.lib.params import load_params
+from stages.lib.synthetic import generate_customers
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:
+    """ROWS generated customers, once as each number of parquet files (`work/customers-ROWS-PARTS`)."""
+    params = load_params(REPO / "params.yaml")
+    customers, _ = generate_customers(params.generate.model_copy(update={"rows": rows}), params.base.seed)
+    for parts in parts_counts:
+        folder = work / f"customers-{rows}-{parts}"
+        folder.mkdir(parents=True)
+        for number, chunk in enumerate(np.array_split(np.arange(len(customers)), parts)):
+            customers.iloc[chunk].to_parquet(folder / f"customers-{number:05d}.parquet", index=False)
+
+
+def params_file(engine: str, data_path: Path, destination: Path) -> Path:
+    yaml = YAML()
+    raw = yaml.load((REPO / "params.yaml").read_text())
+    raw["compute"]["engine"] = engine
+    raw["data"]["path"] = str(data_path)
+    # The Dask engine refuses a search that may pick linear leaves (README, "Scaling out").
+    raw["tune"]["search_space"]["linear_tree"] = {"categories": [False]}
+    with open(destination, "w") as handle:
+        yaml.dump(raw, handle)
+    return destination
+
+
+def measure(rows: int, parts_counts: list[int], work: Path) -> list[dict]:
+    # Generated in a child process: a measured command's peak memory (ru_maxrss) starts from the memory
+    # of the process that forks it, so this one must stay small.
+    writer = multiprocessing.get_context("spawn").Process(target=write_parts, args=(rows, parts_counts, work))
+    writer.start()
+    writer.join()
+    records = []
+    for parts in parts_counts:
+        source = work / f"customers-{rows}-{parts}"
+        for engine in ("local", "dask"):
+            out = work / f"{engine}-{rows}-{parts}"
+            out.mkdir()
+            params = params_file(engine, source, out / "params.yaml")
+            result = run_measured(
+                [sys.executable, "-m", "stages.preprocess", "--params", str(params), "--input", str(source),
+                 "--train", str(out / "train.parquet"), "--test", str(out / "test.parquet"),
+                 "--preprocessor", str(out / "preprocessor.joblib")],
+                cwd=REPO, env=child_env(), log=work / "preprocess.log")
+            records.append({"rows": rows, "parts": parts, "rows_per_part": rows // parts, "engine": engine,
+                            **result})
+            print(records[-1], flush=True)
+            shutil.rmtree(out)
+        shutil.rmtree(source)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--parts", type=int, nargs="+", default=[16], help="parquet files the table is written as")
+    parser.add_argument("--output", type=Path, required=True, help="OUTPUT.json gets the records")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        records = [record for rows in args.rows for record in measure(rows, args.parts, Path(work))]
+    args.output.with_suffix(".json").write_text(json.dumps({"machine": machine(), "records": records}, indent=2))
+    print(table(["customers", "files", "engine", "wall s", "peak MB (process tree)", "largest process MB", "load"],
+                [[f"{r['rows']:,}", str(r["parts"]), r["engine"], f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:,.0f}",
+                  f"{r['largest_process_rss_mb']:,.0f}", str(r["load_average"])] for r in records], "rrlrrrr"))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from stages.lib import figures, plots
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.files import read_json, save_object, write_json
+from stages.lib.models import training_rows
 from stages.lib.params import load_params
-from stages.lib.schema import split_features
-from stages.lib.tables import read_table
 from stages.lib.thresholds import calibrate_and_choose
 
 
@@ -34,7 +33,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
+    features, y = training_rows(args.train, params, params.calibration.sample_rows)
     best_params = read_json(args.best_params)
     calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best_params)
     save_object(calibrator, args.calibrator)

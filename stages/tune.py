@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.files import write_json
+from stages.lib.models import training_rows
 from stages.lib.params import load_params
-from stages.lib.schema import split_features
-from stages.lib.tables import read_table
 from stages.lib.tuning import TuningProgress, edge_warning, edges_hit, tune_hyperparameters
 
 
@@ -30,7 +29,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--trace", required=True, help="output: score per iteration (plot JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
+    features, y = training_rows(args.train, params, params.tune.sample_rows)
     result = tune_hyperparameters(features, y, params, TuningProgress(params.tune.n_iter, params.tune.scoring))
     edges = edges_hit(result.best_params, params.tune)
     write_json(result.best_params, args.best_params)

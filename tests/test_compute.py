@@ -344,14 +344,18 @@ def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reprod
 
 
 @pytest.mark.e2e
-def test_dvc_repro_on_dask_preprocesses_a_partitioned_table_and_the_local_engine_takes_it_back(
+def test_dvc_repro_on_dask_preprocesses_and_samples_a_partitioned_table_and_the_local_engine_takes_it_back(
         reproduced_repo, dask_cluster, tmp_path):
-    repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export"})
+    repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export",
+                                        "tune.sample_rows": 1500, "calibration.sample_rows": 1800})
     parquet_parts_of(reproduced_repo / "data/raw/customers.csv", repo / "data/export", parts=3)
     dvc("repro", cwd=repo, env=dask_cluster.env())
     for split in ("train", "test"):
         folder = repo / f"data/processed/{split}.parquet"
         assert sorted(p.name for p in folder.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+    # tune and calibrate worked on stratified samples the cluster chose.
+    assert read_json(repo / "metrics/tune.json")["rows"] == 1500
+    assert read_json(repo / "metrics/calibrate.json")["rows"] == 1800
     metrics = read_json(repo / "metrics/metrics.json")
     assert metrics["average_precision"] > 2 * metrics["actual_buyers"] / metrics["test_rows"]  # random: the buyer share
     assert "up to date" in dvc("status", cwd=repo).stdout

@@ -145,3 +145,37 @@ def test_a_column_empty_in_one_partition_only_is_fine(customers, params, dask_cl
     table = customers.assign(age=customers["age"].where(customers.index >= len(customers) // 3))
     _, fitted, _, _ = run_on_dask(table, params, dask_client, tmp_path)
     assert "age" in fitted.indicator_columns_
+
+
+# --- tune and calibrate: a stratified sample of a partitioned split, chosen on the cluster ----------------------
+
+def test_a_sample_of_a_partitioned_split_is_stratified_and_chosen_by_the_seed(train_table, dask_client, tmp_path):
+    from stages.lib.models import sample_on_dask
+
+    folder = parts_of(train_table, tmp_path / "train.parquet", parts=4)
+    sample = sample_on_dask(folder, 1000, seed=7)
+    buyers = train_table[LABEL].sum()
+    assert len(sample) == 1000
+    assert sample[LABEL].sum() == round(1000 * buyers / len(train_table))
+    # Rows of the table, unchanged, in table order.
+    positions = pd.Index(train_table[ID]).get_indexer(sample[ID])
+    assert (positions >= 0).all() and (np.diff(positions) > 0).all()
+    pd.testing.assert_frame_equal(sample, train_table.iloc[positions].reset_index(drop=True))
+    pd.testing.assert_frame_equal(sample_on_dask(folder, 1000, seed=7), sample)
+    assert set(sample_on_dask(folder, 1000, seed=8)[ID]) != set(sample[ID])
+    # Cut into other files, the same rows are chosen (the hash is of the row's number in the whole table).
+    other = parts_of(train_table, tmp_path / "other", parts=7)
+    pd.testing.assert_frame_equal(sample_on_dask(other, 1000, seed=7), sample)
+    pd.testing.assert_frame_equal(sample_on_dask(folder, len(train_table) + 5, seed=7),
+                                  train_table.reset_index(drop=True))
+
+
+def test_tune_and_calibrate_read_a_partitioned_split_through_the_sample(train_table, params_with, dask_client,
+                                                                       tmp_path, monkeypatch):
+    from stages.lib import models
+
+    folder = parts_of(train_table, tmp_path / "train.parquet", parts=3)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    monkeypatch.setattr(models, "read_table", lambda *args: pytest.fail("read the whole split"))
+    features, y = models.training_rows(folder, params_with(compute__engine="dask"), 800)
+    assert len(y) == len(features) == 800 and LABEL not in features and ID not in features

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,17 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from stages.lib import resampling
 from stages.lib.compute import dask_client, model_threads
 from stages.lib.errors import DataError
+from stages.lib.hashing import row_numbers, seeded_hash
 from stages.lib.params import ModelParams, Params, ResampleParams
+from stages.lib.schema import LABEL, split_features
+from stages.lib.tables import (
+    READ_ERRORS,
+    is_partitioned,
+    parquet_parts,
+    parquet_rows,
+    read_table,
+    unreadable_on_cluster,
+)
 
 
 def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
@@ -32,6 +43,87 @@ def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
     keep, _ = train_test_split(np.arange(len(y)), train_size=rows, stratify=y, random_state=seed)
     keep = np.sort(keep)
     return features.iloc[keep], y[keep]
+
+
+def _sample_keys(part: Path, offset: int, seed: int) -> pd.DataFrame:
+    """Each row's seeded hash (of its number in the whole table) and label, from one file's label column."""
+    labels = pd.read_parquet(part, columns=[LABEL])[LABEL]
+    return pd.DataFrame({"key": seeded_hash(row_numbers(offset, len(labels)), seed),
+                         LABEL: labels.to_numpy(np.int8)})
+
+
+def _class_counts(keys: pd.DataFrame) -> pd.Series:
+    return keys[LABEL].value_counts()
+
+
+def _smallest_keys(keys: pd.DataFrame, quotas: dict[int, int]) -> dict[int, np.ndarray]:
+    """Each class's `quota` smallest hashes among `keys` (so among several files' keys, once added up)."""
+    return {label: np.sort(keys.loc[keys[LABEL] == label, "key"].to_numpy())[:quota] for label, quota in quotas.items()}
+
+
+def _merged_smallest(pieces: list[dict[int, np.ndarray]], quotas: dict[int, int]) -> dict[int, np.ndarray]:
+    return {label: np.sort(np.concatenate([piece[label] for piece in pieces]))[:quota]
+            for label, quota in quotas.items()}
+
+
+def _kept_rows(part: Path, offset: int, seed: int, cutoffs: dict[int, int]) -> pd.DataFrame:
+    """The rows of one file whose hash is at most their class's cutoff."""
+    frame = pd.read_parquet(part)
+    keys = _sample_keys(part, offset, seed) if len(frame) else pd.DataFrame({"key": [], LABEL: []})
+    keep = np.zeros(len(frame), dtype=bool)
+    for label, cutoff in cutoffs.items():
+        keep |= (keys[LABEL].to_numpy() == label) & (keys["key"].to_numpy() <= np.uint64(cutoff))
+    return frame[keep]
+
+
+def sample_on_dask(path: str | Path, rows: int, seed: int) -> pd.DataFrame:
+    """A stratified sample of `rows` rows of a partitioned processed table (a directory or glob of
+    parquet files), in table order, chosen on the Dask cluster of the current client.
+
+    Each class keeps its share of the rows (rounded): the rows of that class with the smallest
+    seeded hashes of their row numbers in the whole table (a bijection: no ties), so the sample
+    does not depend on how the table is cut into files. The workers read each file's label column
+    to choose and send back only the rows kept. A table of at most `rows` rows comes back whole.
+    """
+    import dask
+
+    # Absolute: a worker's working directory is its own.
+    parts = [part.resolve() for part in parquet_parts(path)]
+    try:
+        lengths = dask.compute(*[dask.delayed(parquet_rows)(part) for part in parts])
+    except READ_ERRORS as error:
+        raise unreadable_on_cluster(path, error) from None
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    keys = [dask.delayed(_sample_keys)(part, offset, seed) for part, offset in zip(parts, offsets)]
+    counts = pd.concat(dask.compute(*[dask.delayed(_class_counts)(k) for k in keys])).groupby(level=0).sum()
+    total, buyers = int(counts.sum()), int(counts.get(1, 0))
+    if rows >= total:
+        quotas = {1: buyers, 0: total - buyers}
+    else:
+        keep_buyers = min(buyers, round(rows * buyers / total))
+        quotas = {1: keep_buyers, 0: rows - keep_buyers}
+    smallest = [dask.delayed(_smallest_keys)(k, quotas) for k in keys]
+    while len(smallest) > 1:  # a tree: no task holds more than 8 files' candidates
+        smallest = [dask.delayed(_merged_smallest)(smallest[i:i + 8], quotas) for i in range(0, len(smallest), 8)]
+    chosen = dask.compute(smallest[0])[0]
+    cutoffs = {label: int(values[-1]) for label, values in chosen.items() if len(values)}
+    kept = [dask.delayed(_kept_rows)(part, offset, seed, cutoffs) for part, offset in zip(parts, offsets)]
+    return pd.concat(dask.compute(*kept), ignore_index=True)
+
+
+def training_rows(path: str | Path, params: Params, rows: int | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and labels of a processed split: all rows, or with `rows` a stratified sample of them.
+
+    compute.engine dask with a partitioned split (preprocess wrote it on the cluster): the sample is
+    chosen on the cluster (sample_on_dask), so this process never holds the whole split. Otherwise the
+    split is read whole and the caller samples it (stratified_sample).
+    """
+    if rows is not None and params.compute.engine == "dask" and is_partitioned(path):
+        with dask_client():
+            table = sample_on_dask(path, rows, params.base.seed)
+    else:
+        table = read_table(path)
+    return split_features(table, params.data.id_columns, str(path))
 
 
 def check_fold_sizes(y: np.ndarray, folds: StratifiedKFold, resample: ResampleParams, key: str,

@@ -20,7 +20,8 @@ from sklearn.model_selection import train_test_split
 
 from stages.lib.errors import DataError
 from stages.lib.features import CustomerPreprocessor, category_counts
-from stages.lib.files import atomic_directory, first_line
+from stages.lib.files import atomic_directory
+from stages.lib.hashing import row_numbers, seeded_hash
 from stages.lib.params import DataParams, PreprocessParams
 from stages.lib.schema import (
     LABEL,
@@ -31,7 +32,7 @@ from stages.lib.schema import (
     positive_key_of,
     target_labels,
 )
-from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, READ_ERRORS, parquet_parts
+from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, READ_ERRORS, parquet_parts, unreadable_on_cluster
 
 
 def split_customers(frame: pd.DataFrame, y: np.ndarray, test_size: float, seed: int,
@@ -98,15 +99,6 @@ class SplitCounts:
     test_rows: int
 
 
-def _seeded_hash(keys: pd.DataFrame | pd.Series, seed: int) -> np.ndarray:
-    """A 64-bit hash of each row of `keys` that changes with the seed, the same on every machine."""
-    # hash_pandas_object's key seeds the hashing of text only; numbers are hashed by a fixed mixing
-    # function, so the seed is mixed in again afterwards (the mixing is a bijection of 64-bit values).
-    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=f"{seed:016d}"[-16:]).to_numpy()
-    salt = pd.util.hash_pandas_object(pd.Series([seed], dtype=np.uint64), index=False).to_numpy()[0]
-    return pd.util.hash_pandas_object(pd.Series(hashed ^ salt), index=False).to_numpy()
-
-
 def _labelled(frame: pd.DataFrame, offset: int, data: DataParams, positive: str, test_size: float,
               seed: int) -> pd.DataFrame:
     """One partition with its 0/1 label, its rows' numbers in the whole table, and their side of the split.
@@ -115,12 +107,11 @@ def _labelled(frame: pd.DataFrame, offset: int, data: DataParams, positive: str,
     the seed falls below test_size: the same customer is on the same side however the table is cut into
     files, and a repeated ID is on one side only.
     """
-    rows = np.arange(offset, offset + len(frame), dtype=np.int64)
-    keys = frame[list(data.id_columns)] if data.id_columns else pd.Series(rows)
-    hashed = _seeded_hash(keys, seed)
+    rows = row_numbers(offset, len(frame))
+    hashed = seeded_hash(frame[list(data.id_columns)] if data.id_columns else rows, seed)
     # The top 53 bits as a uniform number in [0, 1): exact in a float64.
     uniform = (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return frame.assign(**{LABEL: target_labels(frame[data.target], positive), ROW: rows,
+    return frame.assign(**{LABEL: target_labels(frame[data.target], positive), ROW: rows.to_numpy(np.int64),
                            IN_TEST: uniform < test_size})
 
 
@@ -272,8 +263,7 @@ def preprocess_on_dask(path: str, data: DataParams, preprocess: PreprocessParams
         parts = table.to_delayed()
         facts = list(dask.compute(*[dask.delayed(TableFacts.of)(part, data, False) for part in parts]))
     except READ_ERRORS as error:
-        raise DataError(f"{source}: cannot be read as parquet ({first_line(error)}); check every file is "
-                        "complete and, on a cluster, that every Dask worker sees this path") from None
+        raise unreadable_on_cluster(source, error) from None
     header = facts[0].header
     duplicated = 0
     if data.id_columns and set(data.id_columns) <= set(header.columns):

@@ -51,6 +51,17 @@ def parquet_parts(path: str | Path) -> list[Path]:
     return parts
 
 
+def parquet_rows(path: str | Path) -> int:
+    """The rows of a parquet file, from its footer (nothing else is read)."""
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def unreadable_on_cluster(source: str | Path, error: BaseException) -> DataError:
+    """A partitioned table the Dask workers could not read."""
+    return DataError(f"{source}: cannot be read as parquet ({first_line(error)}); check every file is "
+                     "complete and, on a cluster, that every Dask worker sees this path")
+
+
 def table_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix in CSV_SUFFIXES:

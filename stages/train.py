@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
+from stages.lib.compute import dask_client
 from stages.lib.files import atomic_path, read_json, save_object
-from stages.lib.models import train_model
+from stages.lib.models import train_model, train_on_dask_from_files
 from stages.lib.params import load_params
 from stages.lib.schema import split_features
-from stages.lib.tables import read_table
+from stages.lib.tables import is_partitioned, read_table
 
 
 def main(argv: Sequence[str]) -> None:
@@ -28,12 +29,18 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--model-text", required=True, help="output: LightGBM text model")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
-    model = train_model(features, y, params, read_json(args.best_params))
+    best_params = read_json(args.best_params)
+    if params.compute.engine == "dask" and is_partitioned(args.train):
+        # A partitioned table (preprocess and resample on Dask): the workers read it.
+        with dask_client() as client:
+            model, rows = train_on_dask_from_files(args.train, params, best_params, client)
+    else:
+        features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
+        model, rows = train_model(features, y, params, best_params), len(y)
     save_object(model, args.model)
     with atomic_path(args.model_text) as tmp:
         model.booster_.save_model(str(tmp))
-    print(f"train: {model.booster_.num_trees()} trees on {len(y):,} rows, {features.shape[1]} features")
+    print(f"train: {model.booster_.num_trees()} trees on {rows:,} rows, {model.n_features_in_} features")
 
 
 if __name__ == "__main__":

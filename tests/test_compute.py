@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier
@@ -166,6 +167,21 @@ def process_cluster():
         yield client
 
 
+def test_training_on_partitioned_files_gives_the_same_model_every_time(params, train_table, process_cluster,
+                                                                       tmp_path):
+    folder = tmp_path / "train.parquet"
+    folder.mkdir()
+    for number, rows in enumerate(np.array_split(np.arange(len(train_table)), 3)):
+        train_table.iloc[rows].to_parquet(folder / f"part-{number:05d}.parquet", index=False)
+    best = {"learning_rate": 0.05, "num_leaves": 16}
+    fits = [models.train_on_dask_from_files(folder, params, best, process_cluster) for _ in range(2)]
+    assert fits[0][1] == fits[1][1] == len(train_table)
+    assert pickle.dumps(fits[0][0]) == pickle.dumps(fits[1][0])
+    local = models.train_model(*split_features(train_table, params.data.id_columns), params, best)
+    assert fits[0][0].feature_name_ == local.feature_name_
+    assert fits[0][0].booster_.pandas_categorical == local.booster_.pandas_categorical
+
+
 def test_training_on_dask_gives_the_same_model_every_time(params, train_xy, process_cluster):
     features, y = train_xy
     best = {"learning_rate": 0.05, "num_leaves": 16}
@@ -270,7 +286,7 @@ def test_two_runs_on_a_dask_cluster_give_the_same_dvc_lock(dask_repos):
 
 
 @pytest.mark.e2e
-def test_a_model_trained_on_dask_ranks_as_well_as_the_local_one(params, dask_cluster):
+def test_a_model_trained_on_dask_ranks_as_well_as_the_local_one(params, dask_cluster, tmp_path):
     """Test average precision within 0.02 of the local model's, on 20,000 generated customers.
 
     The tests' 3,000 rows are too few to compare: there, two equally good models differ by more
@@ -289,11 +305,21 @@ def test_a_model_trained_on_dask_ranks_as_well_as_the_local_one(params, dask_clu
     test_features, test_y = split_features(test, params.data.id_columns)
     best = {"learning_rate": 0.02, "num_leaves": 8, "min_child_samples": 100, "colsample_bytree": 0.6}
     local = models.train_model(features, y, params, best)
+    # The same training rows as a directory of files the workers read (preprocess and resample on Dask).
+    folder = tmp_path / "train.parquet"
+    folder.mkdir()
+    for number, rows in enumerate(np.array_split(np.arange(len(train)), 5)):
+        train.iloc[rows].to_parquet(folder / f"part-{number:05d}.parquet", index=False)
     with Client(dask_cluster.address, timeout="60s") as client:
         on_dask = models.train_on_dask(features, y, params, best, client)
-    scores = [average_precision_score(test_y, model.predict_proba(test_features)[:, 1]) for model in (local, on_dask)]
-    assert on_dask.booster_.num_trees() == local.booster_.num_trees() == 300
-    assert abs(scores[1] - scores[0]) <= 0.02, scores
+        from_files, rows = models.train_on_dask_from_files(folder, params, best, client)
+    assert rows == len(train)
+    models_compared = (local, on_dask, from_files)
+    scores = [average_precision_score(test_y, model.predict_proba(test_features)[:, 1]) for model in models_compared]
+    assert all(model.booster_.num_trees() == 300 for model in models_compared)
+    assert from_files.feature_name_ == local.feature_name_
+    assert from_files.booster_.pandas_categorical == local.booster_.pandas_categorical
+    assert abs(scores[1] - scores[0]) <= 0.02 and abs(scores[2] - scores[0]) <= 0.02, scores
 
 
 @pytest.mark.e2e
@@ -346,12 +372,13 @@ def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reprod
 @pytest.mark.e2e
 def test_dvc_repro_on_dask_preprocesses_and_samples_a_partitioned_table_and_the_local_engine_takes_it_back(
         reproduced_repo, dask_cluster, tmp_path):
-    repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export",
+    repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export", "resample.method": "none",
                                         "tune.sample_rows": 1500, "calibration.sample_rows": 1800})
     parquet_parts_of(reproduced_repo / "data/raw/customers.csv", repo / "data/export", parts=3)
     dvc("repro", cwd=repo, env=dask_cluster.env())
-    for split in ("train", "test"):
-        folder = repo / f"data/processed/{split}.parquet"
+    # Preprocess and resample wrote directories; train read the resampled one on the workers.
+    for folder in (repo / "data/processed/train.parquet", repo / "data/processed/test.parquet",
+                   repo / "data/resampled/train.parquet"):
         assert sorted(p.name for p in folder.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
     # tune and calibrate worked on stratified samples the cluster chose.
     assert read_json(repo / "metrics/tune.json")["rows"] == 1500
@@ -360,8 +387,8 @@ def test_dvc_repro_on_dask_preprocesses_and_samples_a_partitioned_table_and_the_
     assert metrics["average_precision"] > 2 * metrics["actual_buyers"] / metrics["test_rows"]  # random: the buyer share
     assert "up to date" in dvc("status", cwd=repo).stdout
     first = output_md5s(repo)
-    dvc("repro", "--force", "--single-item", "preprocess", cwd=repo, env=dask_cluster.env())
-    assert output_md5s(repo) == first  # the workers write the same bytes again
+    dvc("repro", "--force", "--single-item", "preprocess", "resample", "train", cwd=repo, env=dask_cluster.env())
+    assert output_md5s(repo) == first  # the workers write the same bytes, and train the same model, again
     # The local engine reads the same files in one process and writes the splits as files again.
     edit_params_file(repo / "params.yaml", {"compute.engine": "local"})
     dvc("repro", cwd=repo)

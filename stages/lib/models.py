@@ -24,7 +24,7 @@ from stages.lib.compute import dask_client, model_threads
 from stages.lib.errors import DataError
 from stages.lib.hashing import row_numbers, seeded_hash
 from stages.lib.params import ModelParams, Params, ResampleParams
-from stages.lib.schema import LABEL, split_features
+from stages.lib.schema import LABEL, feature_columns_of, split_features
 from stages.lib.tables import (
     READ_ERRORS,
     is_partitioned,
@@ -282,7 +282,7 @@ class _RankedClient:
 
 
 def dask_partitions(features: pd.DataFrame, y: np.ndarray, parts: int, seed: int) -> list[pd.DataFrame]:
-    """The rows, shuffled with the seed, cut into `parts` frames of features plus a `__label__` column.
+    """The rows, shuffled with the seed, cut into `parts` frames of features plus a LABEL column.
 
     Shuffled: each LightGBM machine finds its bins on its own rows, so every
     partition must look like the whole table, not one end of it. Every
@@ -290,7 +290,7 @@ def dask_partitions(features: pd.DataFrame, y: np.ndarray, parts: int, seed: int
     (else LightGBM silently keeps one partition's levels).
     """
     order = np.random.default_rng(seed).permutation(len(y))
-    table = features.reset_index(drop=True).assign(__label__=np.asarray(y))
+    table = features.reset_index(drop=True).assign(**{LABEL: np.asarray(y)})
     frames = []
     for rows in np.array_split(order, parts):
         frame = table.iloc[np.sort(rows)].reset_index(drop=True)
@@ -310,21 +310,74 @@ def train_on_dask(features: pd.DataFrame, y: np.ndarray, params: Params, best_pa
     cluster of another size gives another, equally good one (the machines split
     the rows differently).
     """
-    import dask.dataframe as dd
-    from lightgbm.dask import DaskLGBMClassifier
-
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     frames = dask_partitions(features, y, len(workers), params.base.seed)
     futures = [client.scatter(frame, workers=[worker], broadcast=False, hash=False)
                for frame, worker in zip(frames, workers)]
-    table = dd.from_delayed(futures, meta=frames[0].iloc[:0], verify_meta=False)
+    return _fit_on_workers(futures, frames[0].iloc[:0], list(features.columns), params, best_params, client)
+
+
+def _rows_by_worker(part: Path, offset: int, seed: int, workers: int) -> list[pd.DataFrame]:
+    """One file's rows cut by the worker that trains on them: a seeded hash of each row's number."""
+    frame = pd.read_parquet(part)
+    which = seeded_hash(row_numbers(offset, len(frame)), seed) % np.uint64(workers)
+    return [frame[which == worker].reset_index(drop=True) for worker in range(workers)]
+
+
+def _worker_partition(pieces: list[pd.DataFrame], categories: dict[str, pd.Index]) -> pd.DataFrame:
+    """A worker's rows from every file, in table order, every categorical with the first file's levels."""
+    frame = pd.concat(pieces, ignore_index=True)
+    for column, levels in categories.items():
+        frame[column] = frame[column].cat.set_categories(levels)
+    return frame
+
+
+def train_on_dask_from_files(path: str | Path, params: Params, best_params: dict,
+                             client) -> tuple[LGBMClassifier, int]:
+    """train_on_dask for a partitioned training table (preprocess and resample wrote it on the cluster),
+    read by the workers: no process holds the whole table. Returns (model, rows trained on).
+
+    Each row goes to the worker a seeded hash of its number in the whole table names, so every
+    worker's rows are a random share of the table (LightGBM bins each feature on them); each worker
+    gets its rows from every file, in table order, and the model is the same for the same files,
+    params and cluster size.
+    """
+    import dask
+
+    parts = [part.resolve() for part in parquet_parts(path)]  # absolute: a worker's directory is its own
+    try:
+        lengths = dask.compute(*[dask.delayed(parquet_rows)(part) for part in parts])
+    except READ_ERRORS as error:
+        raise unreadable_on_cluster(path, error) from None
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    first = pd.read_parquet(parts[0])
+    categories = {c: first[c].cat.categories for c in first.columns if isinstance(first[c].dtype, pd.CategoricalDtype)}
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    cuts = [dask.delayed(_rows_by_worker, nout=len(workers))(part, offset, params.base.seed, len(workers))
+            for part, offset in zip(parts, offsets)]
+    futures = [client.compute(dask.delayed(_worker_partition)([cut[number] for cut in cuts], categories),
+                              workers=[worker], allow_other_workers=False)
+               for number, worker in enumerate(workers)]
+    columns = feature_columns_of(first, params.data.id_columns)
+    model = _fit_on_workers(futures, first.iloc[:0], columns, params, best_params, client)
+    return model, int(sum(lengths))
+
+
+def _fit_on_workers(futures: list, meta: pd.DataFrame, columns: list[str], params: Params, best_params: dict,
+                    client) -> LGBMClassifier:
+    """Fit DaskLGBMClassifier on partitions already on their workers (one each, in worker order) and
+    return it as a plain, run-independent LGBMClassifier."""
+    import dask.dataframe as dd
+    from lightgbm.dask import DaskLGBMClassifier
+
+    table = dd.from_delayed(futures, meta=meta, verify_meta=False)
     local = make_classifier(params.model, params.resample, params.base.seed, best_params)
     # lightgbm.dask gives each worker's LightGBM that worker's Dask threads (num_threads): n_jobs is not passed.
     settings = {k: v for k, v in local.get_params().items() if k != "n_jobs"}
     model = DaskLGBMClassifier(client=_RankedClient(client), **settings)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
-        model.fit(table[list(features.columns)], table["__label__"])
+        model.fit(table[columns], table[LABEL])
     # The saved model predicts (evaluate) with the threads a local model would have.
     fitted = model.to_local().set_params(n_jobs=local.n_jobs)
     fitted._Booster = _without_network_params(fitted.booster_)

@@ -9,6 +9,7 @@ fold and never a validation fold.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,10 @@ from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from sklearn.neighbors import NearestNeighbors
 
 from stages.lib.errors import DataError
+from stages.lib.files import atomic_directory
 from stages.lib.params import ResampleParams
 from stages.lib.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
+from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, parquet_parts, read_table, write_table
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
 
@@ -140,3 +143,27 @@ def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
         "synthetic_rows": int(synthetic.sum()),
     }
     return table, report
+
+
+def _resample_file(source: Path, destination: Path, resample: ResampleParams, seed: int,
+                   id_columns: list[str]) -> dict:
+    table, report = resample_training(read_table(source), resample, seed, id_columns, str(source))
+    write_table(table, destination)
+    return report
+
+
+def resample_partitions(path: str | Path, output: str | Path, resample: ResampleParams, seed: int,
+                        id_columns: list[str]) -> dict:
+    """`resample_training` for a partitioned split and a method that keeps its rows (none, class_weight):
+    each file on a Dask worker (the current client's cluster), written as the same file of a directory
+    at `output`, so no process holds the split. Returns the report of the whole split."""
+    import dask
+
+    parts = [part.resolve() for part in parquet_parts(path)]  # absolute: a worker's directory is its own
+    with atomic_directory(output, holds=PARQUET_SUFFIXES) as tmp:
+        reports = dask.compute(*[
+            dask.delayed(_resample_file)(part, tmp.resolve() / PART_NAME.format(number), resample, seed, id_columns)
+            for number, part in enumerate(parts)])
+    added = {side: {key: sum(report[side][key] for report in reports) for key in reports[0][side]}
+             for side in ("before", "after")}
+    return {"method": resample.method, **added, "synthetic_rows": 0}

@@ -323,5 +323,9 @@ def split_features(frame: pd.DataFrame, id_columns: list[str],
             f"{source}: no '{LABEL}' column, so it was not written by preprocess or resample; "
             "pass the stage's own input (see dvc.yaml) or run `dvc repro`"
         )
-    drop = [c for c in (*id_columns, LABEL, SYNTHETIC) if c in frame.columns]
-    return frame.drop(columns=drop), frame[LABEL].to_numpy(np.int8)
+    return frame[feature_columns_of(frame, id_columns)], frame[LABEL].to_numpy(np.int8)
+
+
+def feature_columns_of(frame: pd.DataFrame, id_columns: list[str]) -> list[str]:
+    """The model's input columns of a table written by preprocess or resample: all but IDs, label and flag."""
+    return [c for c in frame.columns if c not in {*id_columns, LABEL, SYNTHETIC}]

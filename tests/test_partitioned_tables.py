@@ -1,8 +1,10 @@
-"""preprocess with compute.engine dask: a partitioned table checked, split and transformed on a Dask cluster.
+"""compute.engine dask on partitioned tables: preprocess, resample, and tune's and calibrate's samples.
 
-The Dask engine's split is its own (a hash of each customer's ID and the seed), so
-these tests compare it with the local engine on the same training rows: the fitted
-preprocessor and every written value must be the local engine's.
+Preprocess checks, splits and transforms a directory of parquet files on a Dask
+cluster. Its split is its own (a hash of each customer's ID and the seed), so these
+tests compare it with the local engine on the same training rows: the fitted
+preprocessor and every written value must be the local engine's. Training on
+partitioned files is in test_compute.py (LightGBM's network needs worker processes).
 """
 
 from __future__ import annotations
@@ -179,3 +181,18 @@ def test_tune_and_calibrate_read_a_partitioned_split_through_the_sample(train_ta
     monkeypatch.setattr(models, "read_table", lambda *args: pytest.fail("read the whole split"))
     features, y = models.training_rows(folder, params_with(compute__engine="dask"), 800)
     assert len(y) == len(features) == 800 and LABEL not in features and ID not in features
+
+
+def test_resampling_a_partitioned_split_file_by_file_equals_the_whole(train_table, params_with, dask_client,
+                                                                      tmp_path):
+    from stages.lib.resampling import resample_partitions, resample_training
+
+    folder = parts_of(train_table, tmp_path / "train.parquet", parts=3)
+    for method in ("none", "class_weight"):
+        resample = params_with(resample__method=method).resample
+        output = tmp_path / f"{method}.parquet"
+        report = resample_partitions(folder, output, resample, 42, [ID])
+        whole, whole_report = resample_training(train_table, resample, 42, [ID])
+        assert sorted(p.name for p in output.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+        pd.testing.assert_frame_equal(read_table(output), whole)
+        assert report == whole_report

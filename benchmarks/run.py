@@ -46,6 +46,7 @@ from benchmarks.targets import DEFAULT_LABEL, OWN_TABLE_LABEL, check_targets
 from tests.helpers import OWN_TABLE_DATA, REPO_ROOT, edit_params_file, new_repo, own_customer_table
 
 MODEL_STAGES = ("tune", "calibrate", "train")
+PARTS_PATH = "data/parts"  # data.path of the runs with --parquet-parts
 FLAML_SCRIPT = Path(__file__).resolve().parent / "flaml_baseline.py"
 # Where benchmarks/README.md tells to create the FLAML environment; --flaml-python or FLAML_PYTHON override it.
 DEFAULT_FLAML_PYTHON = os.environ.get("FLAML_PYTHON", "/tmp/flaml-venv/bin/python")
@@ -115,11 +116,15 @@ def stage_commands(workdir: Path) -> list[tuple[str, str]]:
 
 
 def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows: int | None,
-                   log_dir: Path, own_table: bool = False, flaml: dict[str, Any] | None = None) -> dict[str, Any]:
+                   log_dir: Path, own_table: bool = False, flaml: dict[str, Any] | None = None,
+                   parquet_parts: int | None = None) -> dict[str, Any]:
     """Run the whole pipeline once in a fresh copy of the repository, then measure its quality.
 
     `own_table`: the pipeline learns from own_customer_table() (a user's export) instead of the
     generated customers. `flaml`: {"python", "budget", "jobs"} for the FLAML baseline, None to skip it.
+    `parquet_parts`: the generated table is rewritten (unmeasured) as that many parquet files in
+    PARTS_PATH, which data.path must name (a warehouse unload; with compute.engine dask, the
+    partitioned path of every stage).
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"propensity-bench-{label.replace(' ', '-')}-"))
     log = log_dir / f"{label.replace(' ', '-')}.log"
@@ -151,6 +156,13 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
             if measured["exit_code"] != 0:
                 result["failed_stage"] = stage
                 return result
+            if stage == "generate" and parquet_parts:
+                # In a child process: a measured command's peak memory starts from its parent's.
+                subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                "from tests.helpers import parquet_parts_of; "
+                                "parquet_parts_of(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))",
+                                str(workdir / "data/raw/customers.csv"), str(workdir / PARTS_PATH),
+                                str(parquet_parts)], cwd=REPO_ROOT, env=child_env(), check=True)
         result["stages_wall_s"] = round(sum(s["wall_s"] for s in result["stages"]), 3)
         result["dvc_commit_s"] = run_measured(["dvc", "commit", "-f", "-q"], workdir, child_env(), log)["wall_s"]
         noop = run_measured(["dvc", "repro"], workdir, child_env(), log)
@@ -237,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flaml-budget", type=float, default=60, help="FLAML's time_budget in seconds")
     parser.add_argument("--flaml-jobs", type=int, default=2, help="FLAML's n_jobs (LightGBM threads)")
     parser.add_argument("--no-flaml", action="store_true", help="skip the FLAML baseline")
+    parser.add_argument("--parquet-parts", type=int, default=None,
+                        help=f"the sized runs read the generated table as this many parquet files ({PARTS_PATH})")
     args = parser.parse_args(argv)
     flaml = None if args.no_flaml else {"python": args.flaml_python, "budget": args.flaml_budget,
                                         "jobs": args.flaml_jobs}
@@ -250,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = [] if args.no_default else [(DEFAULT_LABEL, {})]
     # The committed params, reading the own table instead of the generated customers.
     plan += [(OWN_TABLE_LABEL, {"data": dict(OWN_TABLE_DATA)})] if args.own_table else []
+    if args.parquet_parts:
+        sized["data.path"] = PARTS_PATH
     plan += [(f"{rows:,}", {"generate.rows": rows, **sized}) for rows in sorted(args.rows)]
 
     output = Path(args.output)
@@ -267,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     scored_label = next((label for label, _ in reversed(plan) if label != OWN_TABLE_LABEL), None)
     for label, overrides in plan:
         own = label == OWN_TABLE_LABEL
+        parts = args.parquet_parts if label not in (DEFAULT_LABEL, OWN_TABLE_LABEL) else None
         run = benchmark_size(label, overrides, args.keep, args.score_rows if label == scored_label else None,
-                             log_dir, own_table=own, flaml=flaml)
+                             log_dir, own_table=own, flaml=flaml, parquet_parts=parts)
         runs = [r for r in runs if r["label"] != label] + [run]
         runs.sort(key=lambda r: (r["label"] != DEFAULT_LABEL, r.get("rows", 0)))
         results = {"machine": machine(), "commands": commands + [command],

@@ -25,11 +25,11 @@ from stages.lib.baselines import baseline_metrics, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import model_threads
 from stages.lib.files import load_object, read_json, write_json
+from stages.lib.held_out import read_labels, score_held_out
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
+from stages.lib.models import stratified_sample, training_rows
 from stages.lib.params import load_params
 from stages.lib.ranking import Threshold
-from stages.lib.schema import split_features
-from stages.lib.scoring import score_features
 from stages.lib.synthetic import true_probabilities_of
 from stages.lib.tables import read_table
 
@@ -49,19 +49,21 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     id_columns = params.data.id_columns
-    test = read_table(args.test)
-    test_features, y = split_features(test, id_columns, args.test)
-    check_test_labels(y, args.test)
+    check_test_labels(read_labels(args.test), args.test)  # before any work: a split without buyers measures nothing
     model = load_object(args.model)
+    calibrator = load_object(args.calibrator)
     threshold = Threshold.from_json(read_json(args.threshold))
-    probability, raw = score_features(test_features, model, load_object(args.calibrator))
-    metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
-    train_features, train_y = split_features(read_table(args.train), id_columns, args.train)
+    rows = params.evaluate.baseline_sample_rows
+    train_features, train_y = stratified_sample(*training_rows(args.train, params, rows), rows, params.base.seed)
     fitted = fit_baselines(train_features, train_y, params.base.seed, model_threads(params.model))
-    metrics["baselines"] = baseline_metrics(fitted, test_features, y, params.evaluate.top_fraction)
+    scores = score_held_out(args.test, model, calibrator, fitted, params)
+    y, probability, raw = scores.y, scores.probability, scores.raw
+    metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
+    metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
-    if is_generated and args.true_probabilities and Path(args.true_probabilities).is_file():
-        truth = true_probabilities_of(test, read_table(args.true_probabilities), id_columns)
+    has_truth = args.true_probabilities is not None and Path(args.true_probabilities).is_file()
+    if is_generated and has_truth and scores.table is not None:
+        truth = true_probabilities_of(scores.table, read_table(args.true_probabilities), id_columns)
         if truth is not None:
             metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 

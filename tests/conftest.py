@@ -169,19 +169,23 @@ def fit_spy(monkeypatch) -> FitSpy:
 
 @pytest.fixture
 def read_spy(monkeypatch) -> Callable[[object], list[str]]:
-    """read_spy(stage_module) -> the list of paths that module's read_table/read_json open."""
+    """read_spy(stage_module) -> the list of paths that module's read_table/read_json open, itself or
+    through the library functions that read splits for the stages (models.training_rows, held_out)."""
+    from stages.lib import held_out, models
+
     def install(module) -> list[str]:
         opened: list[str] = []
-        for name in ("read_table", "read_json"):
-            original = getattr(module, name, None)
-            if original is None:
-                continue
+        for reader in (module, models, held_out):
+            for name in ("read_table", "read_json"):
+                original = getattr(reader, name, None)
+                if original is None:
+                    continue
 
-            def spied(path, *args, _original=original, **kwargs):
-                opened.append(str(path))
-                return _original(path, *args, **kwargs)
+                def spied(path, *args, _original=original, **kwargs):
+                    opened.append(str(path))
+                    return _original(path, *args, **kwargs)
 
-            monkeypatch.setattr(module, name, spied)
+                monkeypatch.setattr(reader, name, spied)
         return opened
     return install
 

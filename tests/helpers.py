@@ -72,7 +72,7 @@ TEST_PARAMS: dict[str, Any] = {
     },
     "calibration": {"method": "isotonic", "cv_folds": 2, "sample_rows": None},
     "threshold": {"objective": "f1", "min_precision": 0.5, "top_fraction": 0.1},
-    "evaluate": {"top_fraction": 0.1, "calibration_bins": 10},
+    "evaluate": {"top_fraction": 0.1, "calibration_bins": 10, "baseline_sample_rows": None},
 }
 
 DELETE = object()  # an edit that removes the key

@@ -373,7 +373,8 @@ def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reprod
 def test_dvc_repro_on_dask_preprocesses_and_samples_a_partitioned_table_and_the_local_engine_takes_it_back(
         reproduced_repo, dask_cluster, tmp_path):
     repo = new_repo(tmp_path / "repo", {"compute.engine": "dask", "data.path": "data/export", "resample.method": "none",
-                                        "tune.sample_rows": 1500, "calibration.sample_rows": 1800})
+                                        "tune.sample_rows": 1500, "calibration.sample_rows": 1800,
+                                        "evaluate.baseline_sample_rows": 1000})
     parquet_parts_of(reproduced_repo / "data/raw/customers.csv", repo / "data/export", parts=3)
     dvc("repro", cwd=repo, env=dask_cluster.env())
     # Preprocess and resample wrote directories; train read the resampled one on the workers.
@@ -383,8 +384,11 @@ def test_dvc_repro_on_dask_preprocesses_and_samples_a_partitioned_table_and_the_
     # tune and calibrate worked on stratified samples the cluster chose.
     assert read_json(repo / "metrics/tune.json")["rows"] == 1500
     assert read_json(repo / "metrics/calibrate.json")["rows"] == 1800
+    # evaluate scored the test files on the workers; its baselines were fitted on a sample.
     metrics = read_json(repo / "metrics/metrics.json")
     assert metrics["average_precision"] > 2 * metrics["actual_buyers"] / metrics["test_rows"]  # random: the buyer share
+    assert metrics["test_rows"] == len(pd.read_parquet(repo / "data/processed/test.parquet"))
+    assert set(metrics["baselines"]) == {"logistic_regression", "default_lightgbm"}
     assert "up to date" in dvc("status", cwd=repo).stdout
     first = output_md5s(repo)
     dvc("repro", "--force", "--single-item", "preprocess", "resample", "train", cwd=repo, env=dask_cluster.env())

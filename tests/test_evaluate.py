@@ -207,7 +207,7 @@ def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):
 
 
 def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth():
-    from stages.lib.baselines import baseline_metrics, fit_baselines
+    from stages.lib.baselines import baseline_metrics, baseline_scores, fit_baselines
     from stages.lib.params import parse_params
     from stages.lib.preprocessing import preprocess_customers
     from stages.lib.synthetic import generate_customers
@@ -219,6 +219,6 @@ def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth():
     features, y = split_features(train, params.data.id_columns)
     test_features, test_y = split_features(test, params.data.id_columns)
     fitted = fit_baselines(features, y, params.base.seed, 1)
-    numbers = baseline_metrics(fitted, test_features, test_y, 0.1)
+    numbers = baseline_metrics(baseline_scores(fitted, test_features), test_y, 0.1)
     ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
     assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)

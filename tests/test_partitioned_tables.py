@@ -196,3 +196,32 @@ def test_resampling_a_partitioned_split_file_by_file_equals_the_whole(train_tabl
         assert sorted(p.name for p in output.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
         pd.testing.assert_frame_equal(read_table(output), whole)
         assert report == whole_report
+
+
+# --- evaluate: the test split scored file by file on the cluster ---------------------------------------------
+
+def test_scoring_a_partitioned_test_split_on_dask_equals_scoring_it_whole(train_table, test_table, params_with,
+                                                                        dask_client, tmp_path, monkeypatch):
+    from stages.lib.baselines import fit_baselines
+    from stages.lib.calibration import ProbabilityCalibrator
+    from stages.lib.held_out import score_held_out
+    from stages.lib.models import train_model
+    from stages.lib.schema import split_features
+
+    params = params_with(compute__engine="dask")
+    features, y = split_features(train_table, [ID])
+    model = train_model(features, y, params_with(), {"num_leaves": 8})
+    calibrator = ProbabilityCalibrator("isotonic").fit(model.predict_proba(features)[:, 1], y)
+    baselines = fit_baselines(features, y, 42, 1)
+    whole = tmp_path / "test.parquet"
+    test_table.to_parquet(whole, index=False)
+    local = score_held_out(whole, model, calibrator, baselines, params_with())
+    folder = parts_of(test_table, tmp_path / "test", parts=3)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    on_dask = score_held_out(folder, model, calibrator, baselines, params)
+    assert on_dask.table is None and local.table is not None
+    for name in ("y", "probability", "raw"):
+        np.testing.assert_array_equal(getattr(on_dask, name), getattr(local, name))
+    assert on_dask.baselines.keys() == local.baselines.keys()
+    for name in local.baselines:
+        np.testing.assert_array_equal(on_dask.baselines[name], local.baselines[name])

@@ -57,16 +57,21 @@ def fit_baselines(features: pd.DataFrame, y: np.ndarray, seed: int, threads: int
     return {"logistic_regression": linear, "default_lightgbm": default_lightgbm(seed, threads).fit(features, y)}
 
 
-def baseline_metrics(fitted: dict[str, object], features: pd.DataFrame, y: np.ndarray, top_fraction: float) -> dict:
+def baseline_scores(fitted: dict[str, object], features: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each baseline's score of every row."""
+    # Rounded to 24 bits: the probabilities of the logistic regression pass through BLAS and np.exp.
+    return {name: round_significant_bits(model.predict_proba(features)[:, 1]) if len(features) else np.empty(0)
+            for name, model in fitted.items()}
+
+
+def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction: float) -> dict:
     """Each baseline's ranking numbers on the test rows, and its precision and recall at the contact budget."""
     results = {}
-    for name, model in fitted.items():
-        # Rounded to 24 bits: the probabilities of the logistic regression pass through BLAS and np.exp.
-        scores = round_significant_bits(model.predict_proba(features)[:, 1])
-        top = top_of_list_metrics(y, scores, top_fraction)
+    for name, score in scores.items():
+        top = top_of_list_metrics(y, score, top_fraction)
         results[name] = {
-            "average_precision": float(average_precision_score(y, scores)),
-            "roc_auc": float(roc_auc_score(y, scores)),
+            "average_precision": float(average_precision_score(y, score)),
+            "roc_auc": float(roc_auc_score(y, score)),
             "precision_at_k": top["precision_at_k"],
             "capture_rate_at_top": top["capture_rate_at_top"],
         }

@@ -131,6 +131,8 @@ class ThresholdParams(_Section):
 class EvaluateParams(_Section):
     top_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
     calibration_bins: int = Field(default=10, ge=2)
+    # Fit the baselines on a stratified subsample of the training split (None: all rows).
+    baseline_sample_rows: Optional[int] = Field(default=None, ge=10)
 
 
 class Params(_Section):

@@ -248,7 +248,7 @@ def preprocess_on_dask(path: str, data: DataParams, preprocess: PreprocessParams
     Nothing holds the whole table: the check adds up each partition's facts
     (schema.TableFacts), the split is decided row by row (`_labelled`), the
     preprocessor is fitted on the training rows' statistics added up over
-    partitions (numeric medians as Dask's approximate quantile), and the workers
+    partitions (the medians exact, from histograms of their bits), and the workers
     transform their partitions and write the splits as directories of parquet
     files, one per input partition, in input order. Each output is replaced only
     once it is complete. The result is deterministic for the same files; it is

@@ -20,7 +20,7 @@ from stages.lib.errors import DataError
 from stages.lib.params import Params
 from stages.lib.schema import LABEL, split_features
 from stages.lib.scoring import score_features
-from stages.lib.tables import READ_ERRORS, is_partitioned, parquet_parts, read_table, unreadable_on_cluster
+from stages.lib.tables import READ_ERRORS, is_partitioned, read_table, unreadable_on_cluster, worker_parts
 
 PROBABILITY, RAW = "__probability__", "__raw__"
 
@@ -61,7 +61,7 @@ def score_held_out(path: str | Path, model, calibrator, baselines: dict[str, obj
     if params.compute.engine == "dask" and is_partitioned(path):
         import dask
 
-        parts = [part.resolve() for part in parquet_parts(path)]  # absolute: a worker's directory is its own
+        parts = worker_parts(path)
         with dask_client() as client:
             shipped = client.scatter((model, calibrator, baselines), broadcast=True)
             try:

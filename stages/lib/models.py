@@ -28,10 +28,10 @@ from stages.lib.schema import LABEL, feature_columns_of, split_features
 from stages.lib.tables import (
     READ_ERRORS,
     is_partitioned,
-    parquet_parts,
     parquet_rows,
     read_table,
     unreadable_on_cluster,
+    worker_parts,
 )
 
 
@@ -43,6 +43,20 @@ def stratified_sample(features: pd.DataFrame, y: np.ndarray, rows: int | None,
     keep, _ = train_test_split(np.arange(len(y)), train_size=rows, stratify=y, random_state=seed)
     keep = np.sort(keep)
     return features.iloc[keep], y[keep]
+
+
+def _parts_and_offsets(path: str | Path) -> tuple[list[Path], list[int], int]:
+    """A partitioned table's files (for the workers), the number in the whole table of each file's
+    first row, and the table's rows, from the files' footers."""
+    import dask
+
+    parts = worker_parts(path)
+    try:
+        lengths = dask.compute(*[dask.delayed(parquet_rows)(part) for part in parts])
+    except READ_ERRORS as error:
+        raise unreadable_on_cluster(path, error) from None
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    return parts, offsets, int(sum(lengths))
 
 
 def _sample_keys(part: Path, offset: int, seed: int) -> pd.DataFrame:
@@ -87,13 +101,7 @@ def sample_on_dask(path: str | Path, rows: int, seed: int) -> pd.DataFrame:
     """
     import dask
 
-    # Absolute: a worker's working directory is its own.
-    parts = [part.resolve() for part in parquet_parts(path)]
-    try:
-        lengths = dask.compute(*[dask.delayed(parquet_rows)(part) for part in parts])
-    except READ_ERRORS as error:
-        raise unreadable_on_cluster(path, error) from None
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    parts, offsets, _ = _parts_and_offsets(path)
     keys = [dask.delayed(_sample_keys)(part, offset, seed) for part, offset in zip(parts, offsets)]
     counts = pd.concat(dask.compute(*[dask.delayed(_class_counts)(k) for k in keys])).groupby(level=0).sum()
     total, buyers = int(counts.sum()), int(counts.get(1, 0))
@@ -344,12 +352,7 @@ def train_on_dask_from_files(path: str | Path, params: Params, best_params: dict
     """
     import dask
 
-    parts = [part.resolve() for part in parquet_parts(path)]  # absolute: a worker's directory is its own
-    try:
-        lengths = dask.compute(*[dask.delayed(parquet_rows)(part) for part in parts])
-    except READ_ERRORS as error:
-        raise unreadable_on_cluster(path, error) from None
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    parts, offsets, rows = _parts_and_offsets(path)
     first = pd.read_parquet(parts[0])
     categories = {c: first[c].cat.categories for c in first.columns if isinstance(first[c].dtype, pd.CategoricalDtype)}
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
@@ -360,7 +363,7 @@ def train_on_dask_from_files(path: str | Path, params: Params, best_params: dict
                for number, worker in enumerate(workers)]
     columns = feature_columns_of(first, params.data.id_columns)
     model = _fit_on_workers(futures, first.iloc[:0], columns, params, best_params, client)
-    return model, int(sum(lengths))
+    return model, rows
 
 
 def _fit_on_workers(futures: list, meta: pd.DataFrame, columns: list[str], params: Params, best_params: dict,

@@ -22,7 +22,7 @@ from stages.lib.errors import DataError
 from stages.lib.files import atomic_directory
 from stages.lib.params import ResampleParams
 from stages.lib.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
-from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, parquet_parts, read_table, write_table
+from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, read_table, worker_parts, write_table
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
 
@@ -159,7 +159,7 @@ def resample_partitions(path: str | Path, output: str | Path, resample: Resample
     at `output`, so no process holds the split. Returns the report of the whole split."""
     import dask
 
-    parts = [part.resolve() for part in parquet_parts(path)]  # absolute: a worker's directory is its own
+    parts = worker_parts(path)
     with atomic_directory(output, holds=PARQUET_SUFFIXES) as tmp:
         reports = dask.compute(*[
             dask.delayed(_resample_file)(part, tmp.resolve() / PART_NAME.format(number), resample, seed, id_columns)

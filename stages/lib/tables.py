@@ -51,6 +51,11 @@ def parquet_parts(path: str | Path) -> list[Path]:
     return parts
 
 
+def worker_parts(path: str | Path) -> list[Path]:
+    """`parquet_parts` as absolute paths, to hand to Dask workers (a worker's working directory is its own)."""
+    return [part.resolve() for part in parquet_parts(path)]
+
+
 def parquet_rows(path: str | Path) -> int:
     """The rows of a parquet file, from its footer (nothing else is read)."""
     return pq.ParquetFile(path).metadata.num_rows

@@ -130,6 +130,8 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
     log = log_dir / f"{label.replace(' ', '-')}.log"
     log.unlink(missing_ok=True)
     result: dict[str, Any] = {"label": label, "params": overrides, "stages": [], "completed": False}
+    if keep:
+        result["workdir"] = str(workdir)
     try:
         # The committed params.yaml as the base: the default run measures what `dvc repro` does on main.
         new_repo(workdir, overrides, base=yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))

@@ -1,0 +1,129 @@
+"""Changes to the final model that were measured against the committed one and not adopted.
+
+For each seed: generate the default 60,000 customers, preprocess them as the pipeline does
+(same split), train the final model with the committed best params (models/best_params.json,
+not re-tuned per seed) and score the test split; then the same with one change at a time:
+
+- `ratios`: two derived columns, returns per order and spend per order (the generator's truth
+  uses the return ratio; a tree needs many splits to approximate a ratio);
+- `bagging`: five models on 80 % row samples with different seeds, scores averaged;
+- `monotone`: basket adds, checkout steps, minutes on site and orders constrained to raise the score;
+- `blend`: the model's rank plus half the logistic regression baseline's rank;
+- `all`: ratios, bagging and blend together.
+
+Paired by seed (the same customers, split and test set for every variant), so the differences
+are far less noisy than test average precision itself.
+
+    python -m benchmarks.variants --seeds 0 1 2 3 4 5 6 7 8 9 --output benchmarks/experiments/variants-60k
+
+Writes OUTPUT.json and prints a markdown table. Not a test: CI does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+from statistics import mean, stdev
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score
+
+from benchmarks.markdown import table
+from benchmarks.measure import machine
+from stages.lib import models
+from stages.lib.baselines import baseline_scores, fit_baselines
+from stages.lib.files import read_json
+from stages.lib.params import load_params
+from stages.lib.preprocessing import preprocess_customers
+from stages.lib.schema import split_features
+from stages.lib.synthetic import generate_customers, true_probabilities_of
+
+VARIANTS = ("committed", "ratios", "bagging", "monotone", "blend", "all")
+BAGS = 5
+RAISING = ("basket_adds_30d", "saw_checkout", "checked_delivery_details", "minutes_on_site", "orders_12m")
+
+
+def with_ratios(features: pd.DataFrame) -> pd.DataFrame:
+    orders = features["orders_12m"].where(features["orders_12m"] > 0)
+    return features.assign(returns_per_order=features["returns_12m"] / orders,
+                           spend_per_order=features["spend_12m"] / orders)
+
+
+def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, params, best: dict
+                   ) -> np.ndarray:
+    def fitted(features: pd.DataFrame, extra: dict | None = None, seed_shift: int = 0):
+        shifted = params.model_copy(update={"base": params.base.model_copy(
+            update={"seed": params.base.seed + seed_shift})})
+        return models.train_model(features, y, shifted, {**best, **(extra or {})})
+
+    if name == "ratios":
+        return fitted(with_ratios(train)).predict_proba(with_ratios(test))[:, 1]
+    if name in ("bagging", "all"):
+        derived = with_ratios if name == "all" else (lambda features: features)
+        bag = {"subsample": 0.8, "subsample_freq": 1}
+        scores = np.mean([fitted(derived(train), bag, i).predict_proba(derived(test))[:, 1] for i in range(BAGS)],
+                         axis=0)
+        # The logistic regression of the blend reads the exported columns only, as the baseline does.
+        return scores if name == "bagging" else blended(scores, train, y, test, params)
+    if name == "monotone":
+        constraints = [1 if c in RAISING else 0 for c in train.columns]
+        return fitted(train, {"monotone_constraints": constraints,
+                              "monotone_constraints_method": "advanced"}).predict_proba(test)[:, 1]
+    scores = fitted(train).predict_proba(test)[:, 1]
+    return blended(scores, train, y, test, params) if name == "blend" else scores
+
+
+def blended(scores: np.ndarray, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, params) -> np.ndarray:
+    linear = fit_baselines(train, y, params.base.seed, params.model.threads)["logistic_regression"]
+    return rankdata(scores) + 0.5 * rankdata(baseline_scores({"lr": linear}, test)["lr"])
+
+
+def compare(seeds: list[int], best: dict) -> list[dict]:
+    base = load_params("params.yaml")
+    records = []
+    for seed in seeds:
+        params = base.model_copy(update={"base": base.base.model_copy(update={"seed": seed})})
+        customers, truth = generate_customers(params.generate, seed)
+        train, test, _ = preprocess_customers(customers, params.data, params.preprocess, seed)
+        features, y = split_features(train, params.data.id_columns)
+        test_features, test_y = split_features(test, params.data.id_columns)
+        ideal = average_precision_score(test_y, true_probabilities_of(test, truth, params.data.id_columns))
+        record = {"seed": seed, "ideal": round(float(ideal), 6)}
+        for name in VARIANTS:
+            scores = variant_scores(name, features, y, test_features, params, best)
+            record[name] = round(float(average_precision_score(test_y, scores)), 6)
+        records.append(record)
+        print(record, flush=True)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--best-params", default="models/best_params.json",
+                        help="the tuned params every variant starts from")
+    parser.add_argument("--output", required=True, help="writes OUTPUT.json")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    best = read_json(args.best_params)
+    records = compare(args.seeds, best)
+    Path(f"{args.output}.json").write_text(json.dumps({"machine": machine(), "best_params": best,
+                                                        "runs": records}, indent=2) + "\n")
+    rows = []
+    for name in VARIANTS:
+        ratios = [r[name] / r["ideal"] for r in records]
+        gains = [(r[name] - r["committed"]) / r["ideal"] for r in records]
+        wins = sum(g > 0 for g in gains)
+        rows.append([name, f"{mean(ratios):.4f}", f"{min(ratios):.3f}-{max(ratios):.3f}",
+                     "" if name == "committed" else f"{mean(gains):+.4f} (sd {stdev(gains):.4f})",
+                     "" if name == "committed" else f"{wins} of {len(gains)}"])
+    print(table(["variant", "test AP of ideal, mean", "range", "change against committed, of ideal", "better on"],
+                rows, "lrrrr"))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ For each `base.seed`, the whole pipeline runs with the committed params.yaml (th
 changes the data, the split, the folds and the search), so each row pairs the pipeline's test
 average precision with the ideal scorer's and the ceiling's on the same test customers.
 
-    python -m benchmarks.ceiling --seeds 42 0 1 2 3 4 5 6 7 8 9 --ceiling-rows 500000 1000000 2000000
+    python -m benchmarks.ceiling --seeds 42 0 1 2 3 4 5 6 7 8 9 --ceiling-rows 500000 1000000 2000000 4000000
 
 Writes OUTPUT.json and OUTPUT.md (default benchmarks/experiments/ceiling-60k) and prints the
 table. Not a test: CI does not run it.
@@ -50,20 +50,17 @@ CEILING_MODEL = dict(learning_rate=0.03, num_leaves=15, min_child_samples=200, c
                      n_estimators=5000, deterministic=True, force_col_wise=True, verbose=-1)
 
 
-def categorical_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-
-
 def model_features(table: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
     """The exported columns, categoricals with the generator's fixed levels."""
     features = table.drop(columns=[c for c in (ID_COLUMN, TARGET_COLUMN, PROBABILITY_COLUMN) if c in table])
     return features.assign(**{c: pd.Categorical(features[c], categories=levels[c]) for c in levels})
 
 
-def fit_ceiling(rows: int, generate: GenerateParams, threads: int) -> tuple[LGBMClassifier, dict[str, list[str]]]:
+def fit_ceiling(rows: int, generate: GenerateParams, categorical: list[str], threads: int
+                ) -> tuple[LGBMClassifier, dict[str, list[str]]]:
     train, _ = generate_customers(generate.model_copy(update={"rows": rows}), CEILING_TRAIN_SEED)
     stop, _ = generate_customers(generate.model_copy(update={"rows": CEILING_STOP_ROWS}), CEILING_STOP_SEED)
-    levels = {c: sorted(pd.concat([train[c], stop[c]]).dropna().unique()) for c in categorical_columns(train)}
+    levels = {c: sorted(pd.concat([train[c], stop[c]]).dropna().unique()) for c in categorical}
     model = LGBMClassifier(**CEILING_MODEL, n_jobs=threads, random_state=CEILING_TRAIN_SEED)
     model.fit(model_features(train, levels), train[TARGET_COLUMN],
               eval_X=model_features(stop, levels), eval_y=stop[TARGET_COLUMN], eval_metric="average_precision",
@@ -71,13 +68,17 @@ def fit_ceiling(rows: int, generate: GenerateParams, threads: int) -> tuple[LGBM
     return model, levels
 
 
-def test_customers(workdir: Path) -> pd.DataFrame:
+def held_out_customers(workdir: Path, record: dict[str, Any]) -> pd.DataFrame:
     """The run's test split as exported (raw columns), with labels and true probabilities."""
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     ids = pd.read_parquet(workdir / dvc_paths(workdir)["test"], columns=[ID_COLUMN])
     raw = pd.read_csv(workdir / params["data"]["path"])
     truth = pd.read_parquet(workdir / "data/raw/true_probability.parquet")
-    return ids.merge(raw, on=ID_COLUMN, validate="one_to_one").merge(truth, on=ID_COLUMN, validate="one_to_one")
+    test = ids.merge(raw, on=ID_COLUMN, validate="one_to_one").merge(truth, on=ID_COLUMN, validate="one_to_one")
+    ideal = average_precision_score(test[TARGET_COLUMN], test[PROBABILITY_COLUMN])
+    if not np.isclose(ideal, record["ideal"]):
+        raise SystemExit(f"seed {record['seed']}: the test customers read here are not the run's")
+    return test
 
 
 def run_seed(seed: int, log_dir: Path) -> tuple[dict[str, Any], Path]:
@@ -127,7 +128,7 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, *range(10)], help="base.seed of each run")
-    parser.add_argument("--ceiling-rows", type=int, nargs="+", default=[500_000, 1_000_000, 2_000_000],
+    parser.add_argument("--ceiling-rows", type=int, nargs="+", default=[500_000, 1_000_000, 2_000_000, 4_000_000],
                         help="training rows of each ceiling model")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads of the ceiling fits")
     parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "experiments" / "ceiling-60k"),
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output)
     log_dir = output.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    generate = GenerateParams(**yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["generate"])
+    committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    generate = GenerateParams(**committed["generate"])
 
     runs, workdirs = [], []
     try:
@@ -146,21 +148,18 @@ def main(argv: list[str] | None = None) -> int:
             record, workdir = run_seed(seed, log_dir)
             runs.append(record)
             workdirs.append(workdir)
-        tests = {r["seed"]: test_customers(w) for r, w in zip(runs, workdirs) if r["completed"]}
+        tests = {r["seed"]: held_out_customers(w, r) for r, w in zip(runs, workdirs) if r["completed"]}
         trees = {}
         for rows in sorted(args.ceiling_rows):
-            model, levels = fit_ceiling(rows, generate, args.threads)
+            model, levels = fit_ceiling(rows, generate, committed["data"]["categorical_columns"], args.threads)
             trees[str(rows)] = model.best_iteration_
             print(f"[ceiling] {rows:,} rows: {model.best_iteration_} trees", file=sys.stderr)
             for record in runs:
                 if record["completed"]:
                     test = tests[record["seed"]]
                     scores = model.predict_proba(model_features(test, levels))[:, 1]
-                    ap = float(average_precision_score(test[TARGET_COLUMN], scores))
-                    record.setdefault("ceiling", {})[str(rows)] = ap
-                    ideal = float(average_precision_score(test[TARGET_COLUMN], test[PROBABILITY_COLUMN]))
-                    if not np.isclose(ideal, record["ideal"]):
-                        raise SystemExit(f"seed {record['seed']}: the test customers read here are not the run's")
+                    record.setdefault("ceiling", {})[str(rows)] = float(average_precision_score(test[TARGET_COLUMN],
+                                                                                                scores))
     finally:
         for workdir in workdirs:
             shutil.rmtree(workdir, ignore_errors=True)

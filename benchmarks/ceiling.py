@@ -36,7 +36,7 @@ from sklearn.metrics import average_precision_score
 
 from benchmarks.markdown import table
 from benchmarks.measure import machine
-from benchmarks.run import benchmark_size, dvc_paths
+from benchmarks.run import benchmark_size, dvc_paths, parse_overrides
 from stages.lib.params import GenerateParams
 from stages.lib.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
 from tests.helpers import REPO_ROOT
@@ -81,8 +81,9 @@ def held_out_customers(workdir: Path, record: dict[str, Any]) -> pd.DataFrame:
     return test
 
 
-def run_seed(seed: int, log_dir: Path) -> tuple[dict[str, Any], Path]:
-    run = benchmark_size(f"seed {seed}", {"base.seed": seed}, keep=True, score_rows=None, log_dir=log_dir)
+def run_seed(seed: int, overrides: dict[str, Any], log_dir: Path) -> tuple[dict[str, Any], Path]:
+    run = benchmark_size(f"seed {seed}", {**overrides, "base.seed": seed}, keep=True, score_rows=None,
+                         log_dir=log_dir)
     workdir = Path(run.pop("workdir"))
     if not run.get("completed"):
         return {"seed": seed, "completed": False, "failed_stage": run.get("failed_stage")}, workdir
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-rows", type=int, nargs="+", default=[500_000, 1_000_000, 2_000_000, 4_000_000],
                         help="training rows of each ceiling model")
     parser.add_argument("--threads", type=int, default=2, help="LightGBM threads of the ceiling fits")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="params of every run other than the committed ones, e.g. --set tune.n_iter=40")
     parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "experiments" / "ceiling-60k"),
                         help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         # The pipeline runs first, as child processes: the ceiling's fits in this process would
         # otherwise count in their measured memory.
         for seed in args.seeds:
-            record, workdir = run_seed(seed, log_dir)
+            record, workdir = run_seed(seed, parse_overrides(args.set), log_dir)
             runs.append(record)
             workdirs.append(workdir)
         tests = {r["seed"]: held_out_customers(w, r) for r, w in zip(runs, workdirs) if r["completed"]}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stages.lib.errors import ClusterError
@@ -188,3 +188,13 @@ def joblib_engine(compute: ComputeParams) -> Iterator:
 
     with dask_client() as client, joblib.parallel_backend("dask"):
         yield client
+
+
+def tree_reduce(pieces: list, combine: Callable[[list], object], fan_in: int = 8):
+    """`combine` over Dask delayed `pieces`, in a tree of tasks, so no one task holds more than
+    `fan_in` of them; a delayed result (the one piece itself when there is one)."""
+    import dask
+
+    while len(pieces) > 1:
+        pieces = [dask.delayed(combine)(pieces[i:i + fan_in]) for i in range(0, len(pieces), fan_in)]
+    return pieces[0]

@@ -8,6 +8,7 @@ cross-validation it sees each training fold and never a validation fold.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from lightgbm import Booster, LGBMClassifier, early_stopping
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
 
 from stages.lib import resampling
-from stages.lib.compute import dask_client, model_threads
+from stages.lib.compute import dask_client, model_threads, tree_reduce
 from stages.lib.errors import DataError
 from stages.lib.hashing import row_numbers, seeded_hash
 from stages.lib.params import ModelParams, Params, ResampleParams
@@ -59,11 +60,15 @@ def _parts_and_offsets(path: str | Path) -> tuple[list[Path], list[int], int]:
     return parts, offsets, int(sum(lengths))
 
 
-def _sample_keys(part: Path, offset: int, seed: int) -> pd.DataFrame:
-    """Each row's seeded hash (of its number in the whole table) and label, from one file's label column."""
-    labels = pd.read_parquet(part, columns=[LABEL])[LABEL]
+def _keys_of(labels: pd.Series, offset: int, seed: int) -> pd.DataFrame:
+    """Each row's seeded hash (of its number in the whole table) and label."""
     return pd.DataFrame({"key": seeded_hash(row_numbers(offset, len(labels)), seed),
                          LABEL: labels.to_numpy(np.int8)})
+
+
+def _sample_keys(part: Path, offset: int, seed: int) -> pd.DataFrame:
+    """`_keys_of` one file's rows, from its label column alone."""
+    return _keys_of(pd.read_parquet(part, columns=[LABEL])[LABEL], offset, seed)
 
 
 def _class_counts(keys: pd.DataFrame) -> pd.Series:
@@ -83,7 +88,7 @@ def _merged_smallest(pieces: list[dict[int, np.ndarray]], quotas: dict[int, int]
 def _kept_rows(part: Path, offset: int, seed: int, cutoffs: dict[int, int]) -> pd.DataFrame:
     """The rows of one file whose hash is at most their class's cutoff."""
     frame = pd.read_parquet(part)
-    keys = _sample_keys(part, offset, seed) if len(frame) else pd.DataFrame({"key": [], LABEL: []})
+    keys = _keys_of(frame[LABEL], offset, seed) if len(frame) else pd.DataFrame({"key": [], LABEL: []})
     keep = np.zeros(len(frame), dtype=bool)
     for label, cutoff in cutoffs.items():
         keep |= (keys[LABEL].to_numpy() == label) & (keys["key"].to_numpy() <= np.uint64(cutoff))
@@ -111,9 +116,7 @@ def sample_on_dask(path: str | Path, rows: int, seed: int) -> pd.DataFrame:
         keep_buyers = min(buyers, round(rows * buyers / total))
         quotas = {1: keep_buyers, 0: rows - keep_buyers}
     smallest = [dask.delayed(_smallest_keys)(k, quotas) for k in keys]
-    while len(smallest) > 1:  # a tree: no task holds more than 8 files' candidates
-        smallest = [dask.delayed(_merged_smallest)(smallest[i:i + 8], quotas) for i in range(0, len(smallest), 8)]
-    chosen = dask.compute(smallest[0])[0]
+    chosen = tree_reduce(smallest, functools.partial(_merged_smallest, quotas=quotas)).compute()
     cutoffs = {label: int(values[-1]) for label, values in chosen.items() if len(values)}
     kept = [dask.delayed(_kept_rows)(part, offset, seed, cutoffs) for part, offset in zip(parts, offsets)]
     return pd.concat(dask.compute(*kept), ignore_index=True)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from stages.lib.compute import tree_reduce
 from stages.lib.errors import DataError
 from stages.lib.features import CustomerPreprocessor, category_counts
 from stages.lib.files import atomic_directory
@@ -193,12 +194,7 @@ def _added(first: dict, second: dict) -> dict:
 
 def _tree_added(pieces: list, fan_in: int = 8):
     """The statistics of every partition added up in a tree of Dask tasks, so no one task holds them all."""
-    import dask
-
-    while len(pieces) > 1:
-        groups = [pieces[i:i + fan_in] for i in range(0, len(pieces), fan_in)]
-        pieces = [dask.delayed(functools.reduce)(_added, group) for group in groups]
-    return pieces[0]
+    return tree_reduce(pieces, functools.partial(functools.reduce, _added), fan_in)
 
 
 def _bins_of_ranks(histogram: pd.Series, ranks: list[int]) -> list[tuple[int, int]]:

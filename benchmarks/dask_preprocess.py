@@ -48,8 +48,6 @@ def params_file(engine: str, data_path: Path, destination: Path) -> Path:
     raw = yaml.load((REPO / "params.yaml").read_text())
     raw["compute"]["engine"] = engine
     raw["data"]["path"] = str(data_path)
-    # The Dask engine refuses a search that may pick linear leaves (README, "Scaling out").
-    raw["tune"]["search_space"]["linear_tree"] = {"categories": [False]}
     with open(destination, "w") as handle:
         yaml.dump(raw, handle)
     return destination

@@ -19,7 +19,7 @@ benchmarks/requirements.txt), so the pipeline's environment never imports FLAML.
 `--own-table` adds a run on tests/helpers.py's own_customer_table() (3,000 rows,
 "Yes"/"No" target), a user's own export rather than the generated data.
 
-    python -m benchmarks.run --rows 10000 100000 1000000 --tune-sample-rows 200000
+    python -m benchmarks.run --rows 10000 100000 1000000
 
 Writes <output>.json and <output>.md (default benchmarks/results) and prints
 the table. Not a test: CI does not run it.
@@ -219,7 +219,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"error: --set {pair!r}: use KEY=VALUE, e.g. --set tune.n_jobs=2")
+            raise SystemExit(f"error: --set {pair!r}: use KEY=VALUE, e.g. --set tune.n_points=2")
         overrides[key] = yaml.safe_load(value)
     return overrides
 
@@ -228,14 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
                         help="generate.rows of each run (default: 10000 100000 1000000)")
-    parser.add_argument("--tune-sample-rows", type=int, default=200_000,
-                        help="tune.sample_rows (and calibration.sample_rows) for the sized runs; 0: all rows")
+    parser.add_argument("--tune-sample-rows", type=int, default=None,
+                        help="tune.sample_rows (and calibration.sample_rows) for the sized runs; 0: all rows "
+                             "(default: params.yaml's, auto)")
     parser.add_argument("--calibration-sample-rows", type=int, default=None,
                         help="calibration.sample_rows (default: as --tune-sample-rows)")
     parser.add_argument("--no-default", action="store_true",
                         help="skip the run of the committed params.yaml as it is")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra params for the sized runs, e.g. --set tune.n_jobs=2")
+                        help="extra params for the sized runs, e.g. --set tune.n_points=2")
     parser.add_argument("--score-rows", type=int, default=1_000_000,
                         help="customers scored with stages.predict after the last run (0: skip)")
     parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results"),
@@ -258,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "jobs": args.flaml_jobs}
 
     sized = parse_overrides(args.set)
-    if args.tune_sample_rows:
-        sized["tune.sample_rows"] = args.tune_sample_rows
-    calibration_rows = args.calibration_sample_rows or args.tune_sample_rows
-    if calibration_rows:
-        sized["calibration.sample_rows"] = calibration_rows
+    if args.tune_sample_rows is not None:
+        sized["tune.sample_rows"] = args.tune_sample_rows or None
+    calibration_rows = args.tune_sample_rows if args.calibration_sample_rows is None else args.calibration_sample_rows
+    if calibration_rows is not None:
+        sized["calibration.sample_rows"] = calibration_rows or None
     plan = [] if args.no_default else [(DEFAULT_LABEL, {})]
     # The committed params, reading the own table instead of the generated customers.
     plan += [(OWN_TABLE_LABEL, {"data": dict(OWN_TABLE_DATA)})] if args.own_table else []

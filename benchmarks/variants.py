@@ -36,6 +36,8 @@ from benchmarks.markdown import table
 from benchmarks.measure import machine
 from stages.lib import models
 from stages.lib.baselines import baseline_scores, fit_baselines
+from stages.lib.compute import local_workers, usable_cores
+from stages.lib.engines.local import LocalEngine
 from stages.lib.files import read_json
 from stages.lib.params import load_params
 from stages.lib.preprocessing import preprocess_customers
@@ -58,7 +60,9 @@ def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
     def fitted(features: pd.DataFrame, extra: dict | None = None, seed_shift: int = 0):
         shifted = params.model_copy(update={"base": params.base.model_copy(
             update={"seed": params.base.seed + seed_shift})})
-        return models.train_model(features, y, shifted, {**best, **(extra or {})})
+        classifier = models.make_classifier(shifted.model, shifted.resample, shifted.base.seed,
+                                            usable_cores(), {**best, **(extra or {})})
+        return classifier.fit(features, y)
 
     if name == "ratios":
         return fitted(with_ratios(train)).predict_proba(with_ratios(test))[:, 1]
@@ -78,7 +82,8 @@ def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
 
 
 def blended(scores: np.ndarray, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, params) -> np.ndarray:
-    linear = fit_baselines(train, y, params.base.seed, params.model.threads)["logistic_regression"]
+    linear = fit_baselines(LocalEngine(local_workers()), train, y, params.base.seed,
+                           params.model)["logistic_regression"]
     return rankdata(scores) + 0.5 * rankdata(baseline_scores({"lr": linear}, test)["lr"])
 
 

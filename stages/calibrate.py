@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from stages.lib import figures, plots
 from stages.lib.cli import run_stage, stage_parser
+from stages.lib.compute import open_engine
 from stages.lib.files import read_json, save_object, write_json
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
@@ -33,9 +34,10 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = training_rows(args.train, params, params.calibration.sample_rows)
     best_params = read_json(args.best_params)
-    calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best_params)
+    with open_engine(params.compute) as engine:
+        features, y = training_rows(engine, args.train, params, params.calibration.sample_size)
+        calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, best_params)
     save_object(calibrator, args.calibrator)
     write_json({**threshold.to_json(), "objective": params.threshold.objective,
                 "calibration": params.calibration.method}, args.threshold)

@@ -23,11 +23,11 @@ from pathlib import Path
 from stages.lib import figures, plots
 from stages.lib.baselines import baseline_metrics, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import model_threads
+from stages.lib.compute import open_engine
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.held_out import read_labels, score_held_out
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
-from stages.lib.models import stratified_sample, training_rows
+from stages.lib.models import training_rows
 from stages.lib.params import load_params
 from stages.lib.ranking import Threshold
 from stages.lib.synthetic import true_probabilities_of
@@ -53,17 +53,18 @@ def main(argv: Sequence[str]) -> None:
     model = load_object(args.model)
     calibrator = load_object(args.calibrator)
     threshold = Threshold.from_json(read_json(args.threshold))
-    rows = params.evaluate.baseline_sample_rows
-    train_features, train_y = stratified_sample(*training_rows(args.train, params, rows), rows, params.base.seed)
-    fitted = fit_baselines(train_features, train_y, params.base.seed, model_threads(params.model))
-    scores = score_held_out(args.test, model, calibrator, fitted, params)
+    with open_engine(params.compute) as engine:
+        train_features, train_y = training_rows(engine, args.train, params, params.evaluate.baseline_sample_size)
+        fitted = fit_baselines(engine, train_features, train_y, params.base.seed, params.model)
+        scores = score_held_out(engine, args.test, model, calibrator, fitted, id_columns,
+                                engine.fit_threads(params.model, 1))
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     has_truth = args.true_probabilities is not None and Path(args.true_probabilities).is_file()
-    if is_generated and has_truth and scores.table is not None:
-        truth = true_probabilities_of(scores.table, read_table(args.true_probabilities), id_columns)
+    if is_generated and has_truth:
+        truth = true_probabilities_of(scores.ids, read_table(args.true_probabilities), id_columns)
         if truth is not None:
             metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 

@@ -37,9 +37,9 @@ from pathlib import Path
 
 from stages.lib.artifacts import find_lock
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import dask_client, usable_cores
+from stages.lib.compute import open_engine, usable_cores
 from stages.lib.errors import ArtifactError, DataError
-from stages.lib.params import ENGINES
+from stages.lib.params import ENGINES, ComputeParams
 from stages.lib.scoring import (
     BATCH_ROWS,
     DECISION,
@@ -47,7 +47,7 @@ from stages.lib.scoring import (
     input_batches,
     load_scoring_model,
     score_batches,
-    score_on_dask,
+    score_on_cluster,
 )
 from stages.lib.tables import is_directory_output, is_partitioned, table_format, write_partitioned, write_table
 
@@ -97,8 +97,8 @@ def main(argv: Sequence[str]) -> None:
     scoring = load_scoring_model(args.models, lock, args.threads)
     id_columns = scoring.preprocessor.id_columns or []
     if args.engine == "dask":
-        with dask_client() as client:
-            rows, flagged, ignored = score_on_dask(args.input, scoring, id_columns, Path(args.output), client)
+        with open_engine(ComputeParams(engine="dask")) as engine:
+            rows, flagged, ignored = score_on_cluster(engine, args.input, scoring, id_columns, Path(args.output))
     else:
         # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
         batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)

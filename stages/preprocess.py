@@ -1,13 +1,14 @@
 """preprocess: check the customer table, split it, and fit the preprocessor on training rows.
 
-Reads the table named by data.path (CSV or parquet), checks it against the
-`data:` schema, splits it into stratified train and test sets, fits missing
-value handling and categorical encoding on the training split only and applies
-it to both. The fitted preprocessor is saved so scoring applies the same transform.
+Reads the table named by data.path (CSV or parquet, or a directory or glob of
+parquet files), checks it against the `data:` schema, splits it into stratified
+train and test sets by seeded keys of the customer IDs, fits missing value
+handling and categorical encoding on the training split only and applies it to
+both. The fitted preprocessor is saved so scoring applies the same transform.
 
-With compute.engine dask and a partitioned input (a directory or glob of parquet
-files), the cluster does this partition by partition and the splits are written
-as directories of parquet files (stages/lib/preprocessing.py, `preprocess_on_dask`).
+compute.engine decides where (stages/lib/preprocessing.py): the local engine
+writes each split as one parquet file, the Dask engine as a directory of parquet
+files, one per input file; both hold the same rows.
 
     python -m stages.preprocess --input data/raw/customers.csv \
         --train data/processed/train.parquet --test data/processed/test.parquet \
@@ -19,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import dask_client
+from stages.lib.compute import open_engine
 from stages.lib.files import save_object
 from stages.lib.params import load_params
-from stages.lib.preprocessing import preprocess_customers, preprocess_on_dask
-from stages.lib.schema import LABEL
-from stages.lib.tables import is_partitioned, read_table, table_format, write_table
+from stages.lib.preprocessing import preprocess_table
+from stages.lib.tables import table_format
 
 
 def main(argv: Sequence[str]) -> None:
@@ -37,23 +37,13 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     for output in (args.train, args.test):
         table_format(output)  # an unknown suffix fails now, not after the work
-    if params.compute.engine == "dask" and is_partitioned(args.input):
-        with dask_client() as client:
-            counts, preprocessor = preprocess_on_dask(args.input, params.data, params.preprocess, params.base.seed,
-                                                      args.train, args.test, client)
-        train_rows, buyers, test_rows = counts.train_rows, counts.train_buyers, counts.test_rows
-    else:
-        frame = read_table(args.input)
-        train, test, preprocessor = preprocess_customers(
-            frame, params.data, params.preprocess, params.base.seed, source=args.input
-        )
-        write_table(train, args.train)
-        write_table(test, args.test)
-        train_rows, buyers, test_rows = len(train), int(train[LABEL].sum()), len(test)
+    with open_engine(params.compute) as engine:
+        counts, preprocessor = preprocess_table(engine, args.input, params.data, params.preprocess, params.base.seed,
+                                                args.train, args.test)
     save_object(preprocessor, args.preprocessor)
     print(
-        f"preprocess: {train_rows:,} training rows ({buyers / train_rows:.2%} buyers), "
-        f"{test_rows:,} test rows, {len(preprocessor.feature_names_out_)} features"
+        f"preprocess: {counts.train_rows:,} training rows ({counts.train_buyers / counts.train_rows:.2%} buyers), "
+        f"{counts.test_rows:,} test rows, {len(preprocessor.feature_names_out_)} features"
     )
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Writes the resampled training table, with original rows first and a
 `__synthetic__` flag on the rows SMOTE made (their IDs are empty), and the
 class counts before and after. `resample.method: none` or `class_weight`
-copies the training split unchanged (a partitioned split with compute.engine
-dask file by file on the cluster, as a directory of parquet files).
+copies the training split unchanged, partition by partition where
+compute.engine says (the Dask engine writes a directory of parquet files).
 
     python -m stages.resample --train data/processed/train.parquet \
         --output data/resampled/train.parquet --metrics metrics/resample.json
@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import dask_client
+from stages.lib.compute import open_engine
 from stages.lib.files import write_json
 from stages.lib.params import load_params
-from stages.lib.resampling import OVERSAMPLERS, resample_partitions, resample_training
-from stages.lib.tables import is_partitioned, read_table, table_format, write_table
+from stages.lib.resampling import resample_split
+from stages.lib.tables import table_format
 
 
 def main(argv: Sequence[str]) -> None:
@@ -30,16 +30,9 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     table_format(args.output)  # an unknown suffix fails now, not after the work
-    if params.compute.engine == "dask" and is_partitioned(args.train) and params.resample.method not in OVERSAMPLERS:
-        # A partitioned split (preprocess on Dask) whose rows are kept: file by file on the cluster.
-        with dask_client():
-            report = resample_partitions(args.train, args.output, params.resample, params.base.seed,
-                                         params.data.id_columns)
-    else:
-        train = read_table(args.train)
-        table, report = resample_training(train, params.resample, params.base.seed, params.data.id_columns,
-                                          source=args.train)
-        write_table(table, args.output)
+    with open_engine(params.compute) as engine:
+        report = resample_split(engine, args.train, args.output, params.resample, params.base.seed,
+                                params.data.id_columns)
     write_json(report, args.metrics)
     before, after = report["before"], report["after"]
     print(f"resample ({report['method']}): buyers {before['buyers']:,} -> {after['buyers']:,}, "

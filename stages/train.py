@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import dask_client
+from stages.lib.compute import open_engine
 from stages.lib.files import atomic_path, read_json, save_object
-from stages.lib.models import train_model, train_on_dask_from_files
+from stages.lib.models import train_model
 from stages.lib.params import load_params
-from stages.lib.schema import split_features
-from stages.lib.tables import is_partitioned, read_table
 
 
 def main(argv: Sequence[str]) -> None:
@@ -30,13 +28,8 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     best_params = read_json(args.best_params)
-    if params.compute.engine == "dask" and is_partitioned(args.train):
-        # A partitioned table (preprocess and resample on Dask): the workers read it.
-        with dask_client() as client:
-            model, rows = train_on_dask_from_files(args.train, params, best_params, client)
-    else:
-        features, y = split_features(read_table(args.train), params.data.id_columns, args.train)
-        model, rows = train_model(features, y, params, best_params), len(y)
+    with open_engine(params.compute) as engine:
+        model, rows = train_model(engine, args.train, params, best_params)
     save_object(model, args.model)
     with atomic_path(args.model_text) as tmp:
         model.booster_.save_model(str(tmp))

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from stages.lib.cli import run_stage, stage_parser
+from stages.lib.compute import open_engine
 from stages.lib.files import write_json
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
@@ -29,8 +30,10 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--trace", required=True, help="output: score per iteration (plot JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    features, y = training_rows(args.train, params, params.tune.sample_rows)
-    result = tune_hyperparameters(features, y, params, TuningProgress(params.tune.n_iter, params.tune.scoring))
+    with open_engine(params.compute) as engine:
+        features, y = training_rows(engine, args.train, params, params.tune.sample_size)
+        result = tune_hyperparameters(engine, features, y, params,
+                                      TuningProgress(params.tune.n_iter, params.tune.scoring))
     edges = edges_hit(result.best_params, params.tune)
     write_json(result.best_params, args.best_params)
     write_json({

@@ -25,9 +25,16 @@ from stages.lib.schema import split_features
 from stages.lib.synthetic import generate_customers
 from tests.helpers import dvc, edited_params, git, new_repo, set_key
 
-# The tests' params for stage functions called in this process: a few more customers, and
-# cross-validation in this process, so the fit spies see every fit (none in worker processes).
-IN_PROCESS = {"generate.rows": 4000, "tune.n_jobs": 1}
+# The tests' params for stage functions called in this process: a few more customers.
+IN_PROCESS = {"generate.rows": 4000}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The local engine with one worker: every fit runs in this process, where the fit spies see it."""
+    from stages.lib.engines.local import LocalEngine
+
+    return LocalEngine(1)
 
 
 @pytest.fixture(scope="session")
@@ -170,12 +177,13 @@ def fit_spy(monkeypatch) -> FitSpy:
 @pytest.fixture
 def read_spy(monkeypatch) -> Callable[[object], list[str]]:
     """read_spy(stage_module) -> the list of paths that module's read_table/read_json open, itself or
-    through the library functions that read splits for the stages (models.training_rows, held_out)."""
-    from stages.lib import held_out, models
+    through the local engine (which reads every table a stage hands it) and held_out."""
+    from stages.lib import held_out
+    from stages.lib.engines import local
 
     def install(module) -> list[str]:
         opened: list[str] = []
-        for reader in (module, models, held_out):
+        for reader in (module, local, held_out):
             for name in ("read_table", "read_json"):
                 original = getattr(reader, name, None)
                 if original is None:

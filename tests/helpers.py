@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -52,15 +53,13 @@ TEST_PARAMS: dict[str, Any] = {
     },
     "preprocess": {"test_size": 0.2, "rare_category_min_count": 10},
     "resample": {"method": "smote", "k_neighbors": 5, "sampling_strategy": 0.5},
-    # One LightGBM thread: on a busy machine OpenMP threads spin and slow small fits badly.
-    "model": {"n_estimators": 30, "threads": 1},
+    "model": {"n_estimators": 30, "threads": "auto"},
     "tune": {
         "n_iter": 2,
         "cv_folds": 2,
         "scoring": "average_precision",
-        "n_jobs": 2,
         "n_points": 1,
-        "sample_rows": None,
+        "sample_rows": "auto",
         "early_stopping_rounds": None,
         "search_space": {
             "learning_rate": {"low": 0.01, "high": 0.2, "prior": "log-uniform"},
@@ -70,9 +69,9 @@ TEST_PARAMS: dict[str, Any] = {
             "reg_lambda": {"low": 0.001, "high": 10.0, "prior": "log-uniform"},
         },
     },
-    "calibration": {"method": "isotonic", "cv_folds": 2, "sample_rows": None},
+    "calibration": {"method": "isotonic", "cv_folds": 2, "sample_rows": "auto"},
     "threshold": {"objective": "f1", "min_precision": 0.5, "top_fraction": 0.1},
-    "evaluate": {"top_fraction": 0.1, "calibration_bins": 10, "baseline_sample_rows": None},
+    "evaluate": {"top_fraction": 0.1, "calibration_bins": 10, "baseline_sample_rows": "auto"},
 }
 
 DELETE = object()  # an edit that removes the key
@@ -221,16 +220,30 @@ def customers_to_score(repo: Path, destination: Path, rows: int = 500) -> Path:
     return destination
 
 
-def parquet_parts_of(table: Path, folder: Path, parts: int = 3) -> Path:
-    """A CSV table as `parts` parquet files in `folder`, named so that name order is row order."""
+def parquet_parts_of(table, folder: Path, parts: int = 3) -> Path:
+    """A table (a DataFrame, or a CSV file's path) as `parts` parquet files in `folder`, named so that name
+    order is row order."""
     import numpy as np
     import pandas as pd
 
     folder.mkdir(parents=True)
-    frame = pd.read_csv(table)
+    frame = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
     for number, rows in enumerate(np.array_split(np.arange(len(frame)), parts)):
         frame.iloc[rows].to_parquet(folder / f"customers-{number:02d}.parquet", index=False)
     return folder
+
+
+@contextlib.contextmanager
+def local_dask_engine(processes: bool):
+    """The Dask engine on a LocalCluster of two single-threaded workers: in this process, or as worker
+    processes (LightGBM's network needs one process per worker)."""
+    from distributed import Client, LocalCluster
+
+    from stages.lib.engines.dask import DaskEngine
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        yield DaskEngine(client)
 
 
 def scoring_files() -> tuple[str, ...]:

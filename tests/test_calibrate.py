@@ -144,10 +144,10 @@ def test_no_calibration_is_the_identity():
     assert np.array_equal(ProbabilityCalibrator("none").fit(scores, y).transform(scores), scores)
 
 
-def test_calibrate_and_choose_on_out_of_fold_predictions(params, train_xy):
+def test_calibrate_and_choose_on_out_of_fold_predictions(engine, params, train_xy):
     features, y = train_xy
     best = {"learning_rate": 0.1, "num_leaves": 15}
-    calibrator, threshold, report, curve = calibrate_and_choose(features, y, params, best)
+    calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, best)
     assert report["rows"] == len(y)
     assert threshold.raw is None  # the F1 objective decides on the calibrated probability alone
     assert threshold.probability in set(curve["threshold"])

@@ -48,7 +48,7 @@ def test_defaults_fill_optional_keys(raw_params):
     del raw_params["tune"]["sample_rows"]
     params = parse_params(raw_params)
     assert params.resample.k_neighbors == 5
-    assert params.tune.sample_rows is None
+    assert params.tune.sample_rows == "auto"
 
 
 def test_typo_key_is_reported_with_its_path_and_a_suggestion(raw_params):
@@ -174,6 +174,7 @@ def test_an_unknown_engine_lists_the_allowed_ones(raw_params):
 
 def test_the_dask_engine_refuses_a_search_that_may_pick_linear_leaves(raw_params):
     raw_params["compute"]["engine"] = "dask"
+    raw_params["model"]["threads"] = 1
     raw_params["tune"]["search_space"]["linear_tree"] = {"categories": [False, True]}
     [problem] = problems_of(raw_params)
     assert problem.startswith("params.yaml: tune.search_space.linear_tree may pick true")
@@ -185,11 +186,36 @@ def test_the_dask_engine_refuses_a_search_that_may_pick_linear_leaves(raw_params
     assert parse_params(raw_params).compute.engine == "local"
 
 
-def test_threads_and_n_jobs_accept_auto(raw_params):
+def test_auto_threads_refuse_a_search_that_may_pick_linear_leaves(raw_params):
+    # Linear leaves change in their last bits with the thread count: auto would make machines disagree.
     raw_params["model"]["threads"] = "auto"
-    raw_params["tune"]["n_jobs"] = "auto"
+    raw_params["tune"]["search_space"]["linear_tree"] = {"categories": [False, True]}
+    [problem] = problems_of(raw_params)
+    assert problem.startswith("params.yaml: tune.search_space.linear_tree may pick true")
+    assert "set model.threads to a number" in problem
+    raw_params["model"]["threads"] = 2
+    assert parse_params(raw_params).model.threads == 2
+
+
+def test_threads_and_sample_rows_accept_auto(raw_params):
+    raw_params["model"]["threads"] = "auto"
+    for key in ("tune", "calibration"):
+        raw_params[key]["sample_rows"] = "auto"
+    raw_params["evaluate"]["baseline_sample_rows"] = "auto"
     params = parse_params(raw_params)
-    assert params.model.threads == "auto" and params.tune.n_jobs == "auto"
+    assert params.model.threads == "auto"
+    assert (params.tune.sample_size, params.calibration.sample_size, params.evaluate.baseline_sample_size) == \
+        (200_000, 1_000_000, 1_000_000)
+    raw_params["tune"]["sample_rows"] = None
+    raw_params["calibration"]["sample_rows"] = 5000
+    params = parse_params(raw_params)
+    assert params.tune.sample_size is None and params.calibration.sample_size == 5000
+
+
+def test_tune_n_jobs_is_gone_the_machine_decides(raw_params):
+    raw_params["tune"]["n_jobs"] = 2
+    [problem] = problems_of(raw_params)
+    assert problem.startswith("params.yaml: tune.n_jobs: unknown key")
 
 
 @pytest.mark.parametrize("value, problem", [
@@ -201,4 +227,14 @@ def test_threads_and_n_jobs_accept_auto(raw_params):
 ])
 def test_a_bad_count_is_one_line_whichever_member_of_its_union_failed(raw_params, value, problem):
     raw_params["model"]["threads"] = value
+    assert problems_of(raw_params) == [problem]
+
+
+@pytest.mark.parametrize("value, problem", [
+    (5, "params.yaml: tune.sample_rows is 5; it must be >= 10, or auto, or null"),
+    ("al", "params.yaml: tune.sample_rows is 'al'; allowed: a whole number >= 10, or auto, or null"),
+    (0.5, "params.yaml: tune.sample_rows is 0.5; expected an integer or auto, or null"),
+])
+def test_a_bad_sample_size_is_one_line(raw_params, value, problem):
+    raw_params["tune"]["sample_rows"] = value
     assert problems_of(raw_params) == [problem]

@@ -108,9 +108,8 @@ RANKING_KEYS = ("roc_auc", "average_precision", "precision_at_k", "lift_at_top",
 
 
 @pytest.mark.parametrize("method", ["none", "sigmoid", "isotonic"])
-def test_calibration_never_changes_a_ranking_number(params, resampled_table, train_table, test_table, method):
-    features, y = split_features(resampled_table, params.data.id_columns)
-    model = train_model(features, y, params, {"num_leaves": 15})
+def test_calibration_never_changes_a_ranking_number(engine, params, resampled_table, train_table, test_table, method):
+    model, _ = train_model(engine, resampled_table, params, {"num_leaves": 15})
     fit_x, fit_y = split_features(train_table, params.data.id_columns)
     calibrator = ProbabilityCalibrator(method).fit(model.predict_proba(fit_x)[:, 1], fit_y)
     test_x, test_y = split_features(test_table, params.data.id_columns)
@@ -131,10 +130,10 @@ def test_calibration_never_changes_a_ranking_number(params, resampled_table, tra
 
 
 @pytest.fixture
-def evaluate_inputs(tmp_path, params, raw_params, resampled_table, train_table, test_table, true_probabilities):
+def evaluate_inputs(tmp_path, engine, params, raw_params, resampled_table, train_table, test_table,
+                    true_probabilities):
     """Artifacts evaluate reads, written to tmp_path; returns a function that runs it."""
-    features, y = split_features(resampled_table, params.data.id_columns)
-    save_object(train_model(features, y, params, {"num_leaves": 15}), tmp_path / "model.joblib")
+    save_object(train_model(engine, resampled_table, params, {"num_leaves": 15})[0], tmp_path / "model.joblib")
     save_object(ProbabilityCalibrator("none").fit(None, None), tmp_path / "calibrator.joblib")
     write_json({"threshold": 0.5}, tmp_path / "threshold.json")
     write_table(test_table, tmp_path / "test.parquet")
@@ -206,19 +205,20 @@ def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):
         assert 0.5 < numbers["roc_auc"] <= 1 and 0 < numbers["average_precision"] <= 1
 
 
-def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth():
+def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
     from stages.lib.baselines import baseline_metrics, baseline_scores, fit_baselines
     from stages.lib.params import parse_params
     from stages.lib.preprocessing import preprocess_customers
     from stages.lib.synthetic import generate_customers
     from tests.helpers import edited_params
 
-    params = parse_params(edited_params({"generate.rows": 20000, "generate.truth": "linear"}))
+    # 60,000 customers: at 20,000 one split in four leaves the estimate 0.91 of ideal (12,000 test customers here).
+    params = parse_params(edited_params({"generate.rows": 60000, "generate.truth": "linear"}))
     customers, truth = generate_customers(params.generate, params.base.seed)
     train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
     features, y = split_features(train, params.data.id_columns)
     test_features, test_y = split_features(test, params.data.id_columns)
-    fitted = fit_baselines(features, y, params.base.seed, 1)
+    fitted = fit_baselines(engine, features, y, params.base.seed, params.model)
     numbers = baseline_metrics(baseline_scores(fitted, test_features), test_y, 0.1)
     ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
     assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)

@@ -39,7 +39,6 @@ KERNEL_PARAMS = {
     "generate.rows": 4000,
     "tune.n_iter": 12,
     "tune.cv_folds": 2,
-    "tune.n_jobs": 1,
     "model.n_estimators": 30,
     "calibration.cv_folds": 2,
     "calibration.method": "sigmoid",

@@ -2,7 +2,11 @@
 
 Imports are read from the source (every `import` and `from ... import`, inside
 functions too) and followed through the library, so a change to any module a
-stage runs re-runs that stage, and an edit elsewhere does not.
+stage runs re-runs that stage, and an edit elsewhere does not. A stage opens its
+engine by name (stages.lib.compute.open_engine), so dvc.yaml lists
+`stages/lib/engines/${compute.engine}.py`: with each engine, the deps are what
+the stage and that engine import, and a local pipeline never depends on the Dask
+engine's code.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import pytest
 import yaml
 
 from stages.lib import plots
+from stages.lib.params import ENGINES
 from tests.helpers import REPO_ROOT
 
 PACKAGE = "stages"
@@ -52,8 +57,24 @@ def imported_modules(module: str) -> set[str]:
     return seen
 
 
-def code_deps(stage: str) -> set[str]:
-    return {dep for dep in SPEC["stages"][stage]["deps"] if dep.endswith(".py")}
+ENGINE_DEP = "stages/lib/engines/${compute.engine}.py"
+
+
+def code_deps(stage: str, engine: str) -> set[str]:
+    """The code deps dvc.yaml lists for a stage when compute.engine is `engine`."""
+    return {dep.replace("${compute.engine}", engine) for dep in SPEC["stages"][stage]["deps"] if dep.endswith(".py")}
+
+
+def imported_files(module: str) -> set[str]:
+    return {str(module_file(m).relative_to(REPO_ROOT)) for m in imported_modules(module)}
+
+
+def engine_imports(stage: str, engine: str) -> set[str]:
+    """What a stage runs with an engine: its own imports and, when it opens an engine, the engine's."""
+    imported = imported_files(f"{PACKAGE}.{stage}")
+    if "stages/lib/compute.py" in imported:
+        imported |= imported_files(f"{LIBRARY}.engines.{engine}")
+    return imported
 
 
 def test_every_dag_step_and_command_is_a_module_of_its_own():
@@ -71,27 +92,57 @@ def test_no_stage_imports_another_stage(name):
     assert not imported_modules(f"{PACKAGE}.{name}") & others
 
 
+def library_modules() -> list[str]:
+    return [".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+            for path in sorted((REPO_ROOT / PACKAGE / "lib").rglob("*.py")) if path.stem != "__init__"]
+
+
 def test_the_library_never_imports_a_stage():
-    for path in (REPO_ROOT / PACKAGE / "lib").glob("*.py"):
-        module = f"{LIBRARY}.{path.stem}"
+    for module in library_modules():
         assert all(m.startswith(LIBRARY + ".") for m in direct_imports(module)), module
+
+
+def test_all_dask_code_is_in_the_dask_engine():
+    """Only stages/lib/engines/dask.py imports dask or distributed (lightgbm.dask included)."""
+    def dask_imports(path: Path) -> list[str]:
+        found = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            found += [n for n in names if n.split(".")[0] in ("dask", "distributed") or n == "lightgbm.dask"]
+        return found
+    users = {str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / PACKAGE).rglob("*.py") if dask_imports(path)}
+    assert users == {"stages/lib/engines/dask.py"}
 
 
 def test_package_inits_run_no_library_code_a_stage_would_miss():
     # Package __init__ files are not listed as deps: the library's holds its map only, and
     # stages/__init__.py only installs the quiet Ctrl-C handler from stages.lib.cli.
-    library_init = ast.parse((REPO_ROOT / PACKAGE / "lib" / "__init__.py").read_text())
-    assert len(library_init.body) == 1 and isinstance(library_init.body[0].value, ast.Constant)
+    for init in (REPO_ROOT / PACKAGE / "lib").rglob("__init__.py"):
+        body = ast.parse(init.read_text()).body
+        assert len(body) == 1 and isinstance(body[0].value, ast.Constant), init
     assert direct_imports("stages.__init__") <= {"stages.lib.cli"}
 
 
 @pytest.mark.parametrize("stage", DAG_STEPS)
 def test_dvc_yaml_lists_exactly_the_code_each_stage_imports(stage):
-    imported = {str(module_file(m).relative_to(REPO_ROOT)) for m in imported_modules(f"{PACKAGE}.{stage}")}
-    listed = code_deps(stage)
-    assert not imported - listed, f"{stage} imports these but dvc.yaml does not list them: {sorted(imported - listed)}"
-    assert not listed - imported, f"dvc.yaml lists these for {stage} but it does not import them: "\
-                                  f"{sorted(listed - imported)}"
+    run_by_some_engine = set()
+    for engine in ENGINES:
+        imported, listed = engine_imports(stage, engine), code_deps(stage, engine)
+        assert not imported - listed, \
+            f"{stage} on {engine} imports these but dvc.yaml does not list them: {sorted(imported - listed)}"
+        run_by_some_engine |= imported
+        if engine == "local":
+            assert "stages/lib/engines/dask.py" not in listed, f"{stage}: a local pipeline depends on Dask code"
+    listed = set.union(*(code_deps(stage, engine) for engine in ENGINES))
+    assert not listed - run_by_some_engine, \
+        f"dvc.yaml lists these for {stage} but no engine's run imports them: {sorted(listed - run_by_some_engine)}"
+
+
+@pytest.mark.parametrize("stage", [s for s in DAG_STEPS if ENGINE_DEP in SPEC["stages"][s]["deps"]])
+def test_a_stage_that_opens_an_engine_lists_it_and_reads_compute(stage):
+    assert "stages/lib/compute.py" in engine_imports(stage, "local")
+    assert "compute" in SPEC["stages"][stage]["params"]
 
 
 def test_the_check_sees_imports_inside_functions(monkeypatch):

@@ -54,9 +54,9 @@ def test_no_resampled_row_copies_a_test_row(test_table, resampled_table):
 
 # --- tuning ---------------------------------------------------------------------------------
 
-def test_tuning_fits_and_scores_only_training_customers(params, train_xy, test_table, fit_spy):
+def test_tuning_fits_and_scores_only_training_customers(engine, params, train_xy, test_table, fit_spy):
     features, y = train_xy
-    tune_hyperparameters(features, y, params)
+    tune_hyperparameters(engine, features, y, params)
     folds = params.tune.cv_folds
     assert len(fit_spy.pipeline_fits) == params.tune.n_iter * folds
     assert len(fit_spy.pipeline_scores) == params.tune.n_iter * folds
@@ -65,9 +65,9 @@ def test_tuning_fits_and_scores_only_training_customers(params, train_xy, test_t
     assert not seen & set(test_table[ID])
 
 
-def test_no_synthetic_row_in_a_tuning_validation_fold(params, train_xy, fit_spy):
+def test_no_synthetic_row_in_a_tuning_validation_fold(engine, params, train_xy, fit_spy):
     features, y = train_xy
-    tune_hyperparameters(features, y, params)
+    tune_hyperparameters(engine, features, y, params)
     assert len(fit_spy.pipeline_scores) == len(fit_spy.pipeline_fits) == params.tune.n_iter * params.tune.cv_folds
     for fitted, scored in zip(fit_spy.pipeline_fits, fit_spy.pipeline_scores):
         # Validation rows are original customers, with their original values, not in the training fold.
@@ -80,20 +80,20 @@ def test_no_synthetic_row_in_a_tuning_validation_fold(params, train_xy, fit_spy)
         assert int(model_y.sum()) > int(y[features.index.isin(fitted.index)].sum())
 
 
-def test_tuning_on_a_resampled_table_would_be_caught(params_with, resampled_table, fit_spy):
+def test_tuning_on_a_resampled_table_would_be_caught(engine, params_with, resampled_table, fit_spy):
     """The check above can fail: fed the resampled table, validation folds do hold synthetic rows."""
     leaky = _features_only(resampled_table)
     synthetic = resampled_table[SYNTHETIC].to_numpy()
-    tune_hyperparameters(leaky, resampled_table[LABEL].to_numpy(), params_with(resample__method="none"))
+    tune_hyperparameters(engine, leaky, resampled_table[LABEL].to_numpy(), params_with(resample__method="none"))
     scored = set().union(*(set(s.index) for s in fit_spy.pipeline_scores))
     assert scored & set(leaky.index[synthetic])
 
 
 # --- calibration and threshold -------------------------------------------------------------
 
-def test_calibration_fits_and_scores_only_training_customers(params, train_xy, test_table, fit_spy):
+def test_calibration_fits_and_scores_only_training_customers(engine, params, train_xy, test_table, fit_spy):
     features, y = train_xy
-    calibrate_and_choose(features, y, params, BEST)
+    calibrate_and_choose(engine, features, y, params, BEST)
     folds = params.calibration.cv_folds
     assert len(fit_spy.pipeline_fits) == folds and len(fit_spy.pipeline_scores) == folds
     seen = fit_spy.rows_seen()
@@ -107,7 +107,7 @@ def test_calibration_fits_and_scores_only_training_customers(params, train_xy, t
         pd.testing.assert_frame_equal(scored_fold, features.loc[scored_fold.index])
 
 
-def test_threshold_does_not_depend_on_the_test_split(params, customers, train_table):
+def test_threshold_does_not_depend_on_the_test_split(engine, params, customers, train_table):
     """Change every test row: the chosen threshold, fitted on the training split only, stays."""
     test_ids = ~customers[ID].isin(train_table[ID])
     edited = customers.copy()
@@ -117,7 +117,7 @@ def test_threshold_does_not_depend_on_the_test_split(params, customers, train_ta
     for frame in (customers, edited):
         train, _, _ = preprocess_customers(frame, params.data, params.preprocess, params.base.seed)
         features, y = train.drop(columns=[ID, LABEL]), train[LABEL].to_numpy()
-        runs.append(calibrate_and_choose(features, y, params, BEST))
+        runs.append(calibrate_and_choose(engine, features, y, params, BEST))
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] == runs[1][2]
 
@@ -175,18 +175,29 @@ def test_stages_after_preprocess_never_open_the_test_split(stage_files, read_spy
 # --- preprocessing --------------------------------------------------------------------------
 
 def test_preprocessor_is_fitted_on_training_rows_only(params, customers, monkeypatch):
-    fitted_on = []
-    original_fit = CustomerPreprocessor.fit
+    # The preprocessor is fitted on statistics of rows (preprocessing._training_statistics): the numbers'
+    # medians and gaps from numeric_block, the levels from category_counts. Record which customers they saw.
+    from stages.lib import preprocessing
 
-    def spied_fit(self, frame, y=None):
-        fitted_on.append(frame[ID].tolist())
-        return original_fit(self, frame, y)
+    numbers_of, levels_of = [], []
+    original_block, original_counts = CustomerPreprocessor.numeric_block, preprocessing.category_counts
 
-    monkeypatch.setattr(CustomerPreprocessor, "fit", spied_fit)
+    def spied_block(self, frame, source):
+        if source == "training data":
+            numbers_of.append(frame[ID].tolist())
+        return original_block(self, frame, source)
+
+    def spied_counts(series):
+        levels_of.append(customers.loc[series.index, ID].tolist())
+        return original_counts(series)
+
+    monkeypatch.setattr(CustomerPreprocessor, "numeric_block", spied_block)
+    monkeypatch.setattr(preprocessing, "category_counts", spied_counts)
     train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
-    assert len(fitted_on) == 1
-    assert sorted(fitted_on[0]) == sorted(train[ID])
-    assert not set(fitted_on[0]) & set(test[ID])
+    assert numbers_of and levels_of
+    for seen in numbers_of + levels_of:
+        assert sorted(seen) == sorted(train[ID])
+        assert not set(seen) & set(test[ID])
 
 
 def test_test_rows_alone_cannot_move_the_training_table(params_with):

@@ -50,10 +50,10 @@ def test_progress_shows_iterations_done_and_the_best_score_on_a_terminal():
     assert "2/4" in last and "best average_precision 0.4200" in last, stream.getvalue()
 
 
-def test_tuning_reports_each_step_to_the_progress_callback(params_with, train_xy):
+def test_tuning_reports_each_step_to_the_progress_callback(engine, params_with, train_xy):
     features, y = train_xy
     stream = Terminal()
-    result = tune_hyperparameters(features, y, params_with(tune__n_jobs=1, tune__n_points=2),
+    result = tune_hyperparameters(engine, features, y, params_with(tune__n_points=2),
                                   TuningProgress(2, "average_precision", stream))
     # n_points=2 proposes both candidates in one step: one update, after both were scored.
     assert "2/2" in stream.getvalue() and "1/2" not in stream.getvalue()
@@ -186,11 +186,11 @@ def test_quality_target_is_met_only_when_the_pipeline_ties_or_beats_every_baseli
     assert old["met"] is None and old["measured"] == "not run"
 
 
-def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(params_with, train_xy):
+def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(engine, params_with, train_xy):
     features, y = train_xy
-    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, model__n_estimators=200)
-    first = tune_hyperparameters(features, y, params)
-    second = tune_hyperparameters(features, y, params)
+    params = params_with(tune__early_stopping_rounds=5, model__n_estimators=200)
+    first = tune_hyperparameters(engine, features, y, params)
+    second = tune_hyperparameters(engine, features, y, params)
     assert first == second  # deterministic: same rows and params, same search and tree count
     assert 1 <= first.best_params["n_estimators"] < 200
 
@@ -231,19 +231,18 @@ def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_on
     # 10 buyers per training fold are enough for SMOTE with k_neighbors 9, but not the 9 left after holding out 1.
     (20, "smote", "less its early-stopping rows: 9 buyer rows, but resample.k_neighbors=9 needs at least 10"),
 ])
-def test_early_stopping_on_too_few_buyers_is_a_clear_error(params_with, train_xy, buyers, method, phrase):
+def test_early_stopping_on_too_few_buyers_is_a_clear_error(engine, params_with, train_xy, buyers, method, phrase):
     features, y = train_xy
     keep = np.concatenate([np.flatnonzero(y == 0)[:400], np.flatnonzero(y == 1)[:buyers]])
-    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, resample__method=method,
-                         resample__k_neighbors=9)
+    params = params_with(tune__early_stopping_rounds=5, resample__method=method, resample__k_neighbors=9)
     with pytest.raises(DataError, match=phrase):
-        tune_hyperparameters(features.iloc[keep], y[keep], params)
+        tune_hyperparameters(engine, features.iloc[keep], y[keep], params)
 
 
-def test_early_stopping_never_sees_the_fold_it_is_scored_on(params_with, train_xy, fit_spy):
+def test_early_stopping_never_sees_the_fold_it_is_scored_on(engine, params_with, train_xy, fit_spy):
     features, y = train_xy
-    params = params_with(tune__n_jobs=1, tune__early_stopping_rounds=5, resample__method="smote")
-    tune_hyperparameters(features, y, params)
+    params = params_with(tune__early_stopping_rounds=5, resample__method="smote")
+    tune_hyperparameters(engine, features, y, params)
     searched = params.tune.n_iter * params.tune.cv_folds
     fits, scores = fit_spy.pipeline_fits[:searched], fit_spy.pipeline_scores[:searched]
     assert len(fits) == len(scores) == searched
@@ -272,24 +271,35 @@ class SearchStopped(Exception):
     pass
 
 
-@pytest.mark.parametrize("threads, n_jobs, per_fit", [(1, 2, 1), (2, 2, 1), (4, 2, 2), (2, 1, 2)])
-def test_tuning_workers_share_the_threads_instead_of_multiplying_them(params_with, train_xy, monkeypatch,
-                                                                      threads, n_jobs, per_fit):
+@pytest.mark.parametrize("threads, workers, n_points, jobs, per_fit", [
+    ("auto", 1, 1, 1, 1),    # one core: one fit at a time, one thread
+    ("auto", 2, 1, 3, 1),    # 3 folds on 2 cores: all 3 at once, the system shares the cores
+    ("auto", 16, 1, 3, 5),   # 3 fits on 16 cores: 5 threads each
+    ("auto", 16, 2, 6, 2),
+    ("auto", 2, 4, 4, 1),    # at most 2 fits per core at once
+    (1, 16, 1, 3, 1),        # a committed count is used as it is
+    (4, 2, 1, 3, 4),
+])
+def test_tuning_runs_a_steps_fits_side_by_side_and_shares_the_cores(params_with, train_xy, monkeypatch,
+                                                                     threads, workers, n_points, jobs, per_fit):
     import stages.lib.tuning as tune
+    from stages.lib.engines.local import LocalEngine
 
-    built = []
+    built, started = [], []
     original = tune.make_pipeline
 
-    def spy(model, *args, **kwargs):
-        built.append(model.threads)
-        return original(model, *args, **kwargs)
+    def spy(model, resample, seed, fit_threads, *args, **kwargs):
+        built.append(fit_threads)
+        return original(model, resample, seed, fit_threads, *args, **kwargs)
 
     def stop(self, *args, **kwargs):  # what is tested is set before the search starts
+        started.append(self.n_jobs)
         raise SearchStopped
 
     monkeypatch.setattr(tune, "make_pipeline", spy)
     monkeypatch.setattr(tune.BayesSearchCV, "fit", stop)
     features, y = train_xy
     with pytest.raises(SearchStopped):
-        tune.tune_hyperparameters(features, y, params_with(model__threads=threads, tune__n_jobs=n_jobs))
-    assert built == [per_fit]
+        tune.tune_hyperparameters(LocalEngine(workers), features, y,
+                                  params_with(model__threads=threads, tune__n_points=n_points, tune__cv_folds=3))
+    assert built == [per_fit] and started == [jobs]

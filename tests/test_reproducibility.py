@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_repo, declared_outputs, dvc, new_repo, output_md5s, repro_killed_during, temp_files
+from stages.lib.compute import local_workers
+from tests.helpers import (
+    child_env,
+    copy_repo,
+    declared_outputs,
+    dvc,
+    new_repo,
+    output_md5s,
+    repro_killed_during,
+    temp_files,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +63,16 @@ def test_repro_killed_part_way_then_rerun_gives_the_uninterrupted_lock(uninterru
     assert (root / "dvc.lock").read_text() == expected_lock
     dvc("status", "--quiet", cwd=root)  # exits 1 if any stage or output changed
     assert temp_files(root / "data") + temp_files(root / "models") + temp_files(root / "metrics") == []
+
+
+def test_the_model_stages_give_the_same_bytes_with_one_two_or_three_workers(reproduced_repo, tmp_path):
+    """How many fits run at once, and the threads inside each (model.threads: auto), follow the machine;
+    the outputs do not. PROPENSITY_WORKERS stands in for a machine of 1, 2 or 3 cores."""
+    expected = output_md5s(reproduced_repo)
+    # reproduced_repo ran with the local engine's own count; that one needs no second run.
+    for workers in sorted({1, 2, 3} - {local_workers()}):
+        root = copy_repo(reproduced_repo, tmp_path / f"workers-{workers}")
+        dvc("repro", "--force", "--single-item", "tune", "calibrate", "train", "evaluate", cwd=root,
+            env=child_env(PROPENSITY_WORKERS=str(workers)))
+        changed = {path for path, md5 in output_md5s(root).items() if expected[path] != md5}
+        assert not changed, f"{workers} workers changed {sorted(changed)}"

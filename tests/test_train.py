@@ -8,7 +8,7 @@ import pytest
 
 from stages import train
 from stages.lib.files import load_object, write_json
-from stages.lib.models import train_model
+from stages.lib.models import make_classifier, train_model
 from stages.lib.schema import split_features
 from stages.lib.tables import write_table
 from tests.helpers import write_params
@@ -21,9 +21,15 @@ def resampled_xy(params, resampled_table):
     return split_features(resampled_table, params.data.id_columns)
 
 
-def test_model_fits_with_the_given_params(params, resampled_xy, preprocessor):
+def fitted(engine, table, params, best):
+    model, rows = train_model(engine, table, params, best)
+    assert rows == len(table)
+    return model
+
+
+def test_model_fits_with_the_given_params(engine, params, resampled_table, resampled_xy, preprocessor):
     features, y = resampled_xy
-    model = train_model(features, y, params, BEST)
+    model = fitted(engine, resampled_table, params, BEST)
     assert model.booster_.num_trees() == params.model.n_estimators
     assert model.booster_.feature_name() == list(preprocessor.feature_names_out_)
     assert model.get_params()["num_leaves"] == 15
@@ -34,37 +40,60 @@ def test_model_fits_with_the_given_params(params, resampled_xy, preprocessor):
     assert probabilities[y == 1].mean() > probabilities[y == 0].mean() + 0.2
 
 
-def test_same_inputs_give_identical_boosters(params, resampled_xy):
-    features, y = resampled_xy
-    first = train_model(features, y, params, BEST).booster_.model_to_string()
-    second = train_model(features, y, params, BEST).booster_.model_to_string()
+def test_same_inputs_give_identical_boosters(engine, params, resampled_table):
+    first = fitted(engine, resampled_table, params, BEST).booster_.model_to_string()
+    second = fitted(engine, resampled_table, params, BEST).booster_.model_to_string()
     assert first == second
 
 
-def test_plain_trees_do_not_depend_on_the_thread_count(params_with, resampled_xy):
-    # Linear leaves (linear_tree) do, in the last bits: why model.threads is a fixed count by default.
-    features, y = resampled_xy
-    best = {"learning_rate": 0.05, "num_leaves": 16}
-    texts = [train_model(features, y, params_with(model__threads=threads), best).booster_.model_to_string()
+def booster_texts(params, table, best, thread_counts) -> list[list[str]]:
+    """The boosters of one fit per thread count, less the line that records the count."""
+    features, y = split_features(table, params.data.id_columns)
+    texts = []
+    for threads in thread_counts:
+        text = make_classifier(params.model, params.resample, params.base.seed, threads, best).fit(
+            features, y).booster_.model_to_string()
+        assert f"[num_threads: {threads}]" in text  # LightGBM records the count among the params ...
+        texts.append([line for line in text.split("\n") if not line.startswith("[num_threads: ")])
+    return texts
+
+
+@pytest.mark.parametrize("best", [{"learning_rate": 0.05, "num_leaves": 16},
+                                  {"learning_rate": 0.1, "num_leaves": 31, "colsample_bytree": 0.3,
+                                   "min_child_samples": 5, "reg_lambda": 0.01}])
+def test_plain_trees_do_not_depend_on_the_thread_count(params, resampled_table, best):
+    # Why model.threads: auto may follow the machine: the same trees with 1, 2 or 3 threads in a fit.
+    texts = booster_texts(params, resampled_table, best, (1, 2, 3))
+    assert texts[0] == texts[1] == texts[2]  # ... and nothing else differs
+
+
+def test_linear_leaves_do_depend_on_the_thread_count(params, resampled_table):
+    # Why params.py refuses linear_tree with model.threads: auto.
+    texts = booster_texts(params, resampled_table, {"learning_rate": 0.05, "num_leaves": 8, "linear_tree": True},
+                          (1, 2))
+    assert texts[0] != texts[1]
+
+
+def test_the_trained_model_records_nothing_of_the_machine(engine, params_with, resampled_table):
+    # model.txt and model.joblib are the same bytes whatever thread count the fit used.
+    texts = [fitted(engine, resampled_table, params_with(model__threads=threads), BEST).booster_.model_to_string()
              for threads in (1, 2)]
-    without_count = [[line for line in text.split("\n") if not line.startswith("[num_threads: ")] for text in texts]
-    assert "[num_threads: 1]" in texts[0] and "[num_threads: 2]" in texts[1]  # recorded among the params ...
-    assert without_count[0] == without_count[1]  # ... and nothing else differs
+    assert texts[0] == texts[1]
+    assert "[num_threads: " not in texts[0]
 
 
-def test_another_seed_gives_another_booster(params, params_with, resampled_xy):
-    features, y = resampled_xy
-    first = train_model(features, y, params, BEST).booster_.model_to_string()
+def test_another_seed_gives_another_booster(engine, params, params_with, resampled_table):
+    first = fitted(engine, resampled_table, params, BEST).booster_.model_to_string()
     other = params_with(base__seed=params.base.seed + 1)
-    assert train_model(features, y, other, BEST).booster_.model_to_string() != first
+    assert fitted(engine, resampled_table, other, BEST).booster_.model_to_string() != first
 
 
-def test_class_weight_turns_on_is_unbalance(params_with, train_table):
+def test_class_weight_turns_on_is_unbalance(engine, params_with, train_table):
     params = params_with(resample__method="class_weight")
     features, y = split_features(train_table, params.data.id_columns)
-    model = train_model(features, y, params, BEST)
+    model = fitted(engine, train_table, params, BEST)
     assert model.get_params()["is_unbalance"] is True
-    plain = train_model(features, y, params_with(resample__method="none"), BEST)
+    plain = fitted(engine, train_table, params_with(resample__method="none"), BEST)
     assert "is_unbalance" not in plain.get_params() or not plain.get_params()["is_unbalance"]
     # Weighting buyers up raises every score on this rare class.
     assert model.predict_proba(features)[:, 1].mean() > plain.predict_proba(features)[:, 1].mean()

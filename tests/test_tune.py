@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stages import tune
-from stages.lib.models import stratified_sample
+from stages.lib.sampling import sample_table
 from stages.lib.schema import split_features
 from stages.lib.tables import write_table
 from stages.lib.tuning import edge_warning, edges_hit, search_space, tune_hyperparameters
@@ -16,10 +16,10 @@ from tests.helpers import python_module, write_params
 
 
 @pytest.fixture(scope="module")
-def result(params, _splits):
+def result(engine, params, _splits):
     """One search, shared by the tests of its trace."""
     features, y = split_features(_splits[0], params.data.id_columns)
-    return tune_hyperparameters(features, y, params)
+    return tune_hyperparameters(engine, features, y, params)
 
 
 def test_trace_has_one_row_per_iteration(params, result):
@@ -64,36 +64,32 @@ def test_search_space_keys_address_the_pipelines_model_step(params):
     assert space["model__num_leaves"].low == params.tune.search_space["num_leaves"].low
 
 
-def test_search_is_deterministic(params, train_xy, result):
+def test_search_is_deterministic(engine, params, train_xy, result):
     features, y = train_xy
-    again = tune_hyperparameters(features, y, params)
+    again = tune_hyperparameters(engine, features, y, params)
     assert again.trace == result.trace
     assert again.best_params == result.best_params
 
 
-def test_sample_rows_runs_the_search_on_a_stratified_subsample(params_with, train_xy, fit_spy):
-    features, y = train_xy
+def test_sample_rows_runs_the_search_on_a_stratified_subsample(engine, params_with, train_table, fit_spy):
     params = params_with(tune__sample_rows=1000)
-    outcome = tune_hyperparameters(features, y, params)
+    ids = params.data.id_columns[0]
+    sample = sample_table(engine, train_table, params.tune.sample_size, params.base.seed)
+    features, y = split_features(sample, params.data.id_columns)
+    assert len(y) == 1000 and y.sum() == round(1000 * train_table["__label__"].mean())
+    features.index = sample[ids].to_numpy()
+    outcome = tune_hyperparameters(engine, features, y, params)
     assert outcome.rows == 1000
     assert len(fit_spy.pipeline_fits) == params.tune.n_iter * params.tune.cv_folds
-    seen = fit_spy.rows_seen()
-    assert len(seen) == 1000
-    assert seen <= set(features.index)
+    assert fit_spy.rows_seen() == set(features.index)
     for fitted in fit_spy.pipeline_fits:
         assert len(fitted) == pytest.approx(1000 * (1 - 1 / params.tune.cv_folds), abs=1)
-    # The subsample keeps the buyer rate.
-    sample_buyers = y[features.index.isin(list(seen))].sum()
-    assert sample_buyers == pytest.approx(1000 * y.mean(), abs=1)
 
 
-def test_stratified_sample_keeps_everything_when_rows_is_none_or_large(train_xy):
-    features, y = train_xy
-    assert stratified_sample(features, y, None, 0)[0] is features
-    assert stratified_sample(features, y, len(y) + 5, 0)[0] is features
-    small, small_y = stratified_sample(features, y, 500, 0)
-    assert len(small) == 500 and len(small_y) == 500
-    assert list(small.index) == sorted(small.index, key=list(features.index).index)
+def test_auto_sample_rows_is_every_row_up_to_its_size(params_with):
+    assert params_with(tune__sample_rows="auto").tune.sample_size == 200_000
+    assert params_with(tune__sample_rows=None).tune.sample_size is None
+    assert params_with(tune__sample_rows=5000).tune.sample_size == 5000
 
 
 def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, test_table, read_spy):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from lightgbm import LGBMClassifier
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -24,8 +25,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from stages.lib.compute import Engine
 from stages.lib.exact import round_linear_model, round_significant_bits
 from stages.lib.metrics import top_of_list_metrics
+from stages.lib.params import ModelParams
 from stages.lib.schema import categorical_columns_of
 
 BASELINES = ("logistic_regression", "default_lightgbm")
@@ -50,11 +53,22 @@ def default_lightgbm(seed: int, threads: int) -> LGBMClassifier:
     return LGBMClassifier(random_state=seed, n_jobs=threads, deterministic=True, force_col_wise=True, verbose=-1)
 
 
-def fit_baselines(features: pd.DataFrame, y: np.ndarray, seed: int, threads: int) -> dict[str, object]:
-    """Each baseline fitted on the training rows given (the processed training split)."""
-    linear = logistic_regression(features).fit(features, y)
-    round_linear_model(linear.named_steps["model"], COEFFICIENT_DIGITS)
-    return {"logistic_regression": linear, "default_lightgbm": default_lightgbm(seed, threads).fit(features, y)}
+def _fitted(name: str, features: pd.DataFrame, y: np.ndarray, seed: int, threads: int):
+    if name == "logistic_regression":
+        linear = logistic_regression(features).fit(features, y)
+        round_linear_model(linear.named_steps["model"], COEFFICIENT_DIGITS)
+        return linear
+    return default_lightgbm(seed, threads).fit(features, y)
+
+
+def fit_baselines(engine: Engine, features: pd.DataFrame, y: np.ndarray, seed: int,
+                  model: ModelParams) -> dict[str, object]:
+    """Each baseline fitted on the training rows given (the processed training split), side by side."""
+    threads = engine.fit_threads(model, len(BASELINES))
+    with engine.parallel(len(BASELINES)) as n_jobs:
+        fitted = Parallel(n_jobs=n_jobs)(
+            delayed(_fitted)(name, features, y, seed, threads) for name in BASELINES)
+    return dict(zip(BASELINES, fitted))
 
 
 def baseline_scores(fitted: dict[str, object], features: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -1,32 +1,42 @@
-"""Where the work runs: the cores this process may use, `auto` thread counts, and the Dask engine.
+"""Where the work runs: the engine interface, the cores this process may use, and the threads of one fit.
 
-`compute.engine: local` (the default) fits in this process and in joblib's worker
-processes, as before. `compute.engine: dask` hands the fits to a Dask cluster.
-Where that cluster is, is Dask's own configuration, never params.yaml or git:
-with DASK_SCHEDULER_ADDRESS set (or `scheduler-address` in ~/.config/dask/*.yaml)
-the stage connects to that scheduler; without it, it starts a LocalCluster with
-one single-threaded worker process per usable core and closes it when done.
+The library says *what* is computed: functions of one partition of a table
+(its statistics, its split, its sample, its scores) and model fits. An engine
+says *where*: `stages.lib.engines.local` runs the partition functions in this
+process and independent fits in joblib's worker processes, one per usable core;
+`stages.lib.engines.dask` runs both on a Dask cluster. A stage opens the engine
+`compute.engine` names once (`open_engine`) and hands it to the library, so both
+engines compute the same thing from the same functions.
 
-`model.threads: auto` and `tune.n_jobs: auto` use the usable cores without
-asking for more: tune's workers times LightGBM threads per fit stays within
-them. Thread counts never change results (LightGBM runs with deterministic=True).
+What may follow the machine is how many independent pieces of work run at once
+(fits, folds, partitions), never the work inside one piece: the outputs are the
+same bytes on one core or sixty-four. `model.threads` (threads inside one fit) is
+a committed count, or `auto` where a fit's result does not depend on it.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import importlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from stages.lib.errors import ClusterError
-from stages.lib.files import first_line
-from stages.lib.params import AUTO, ComputeParams, ModelParams, Params
+import numpy as np
+import pandas as pd
+
+from stages.lib.errors import ParamsError
+from stages.lib.params import ComputeParams, ModelParams
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# How long a stage waits for the scheduler DASK_SCHEDULER_ADDRESS names before it gives up.
-CONNECT_TIMEOUT = "30s"
+# The cores the local engine uses, below the usable ones (e.g. on a machine shared with other work).
+WORKERS_ENV = "PROPENSITY_WORKERS"
+# The local engine runs up to this many independent fits per core at once, so that the operating system
+# evens out a batch whose fits do not divide among the cores (3 folds on 2 cores: all 3 at once, not 2 then 1).
+FITS_PER_CORE = 2
 
 
 def _cgroup_v2_limit(root: Path, own: str) -> float | None:
@@ -78,123 +88,90 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def model_threads(model: ModelParams, cores: int | None = None) -> int:
-    """LightGBM threads for a stage that fits one model at a time (calibrate, train, evaluate)."""
-    if model.threads == AUTO:
-        return cores if cores is not None else usable_cores()
-    return model.threads
+def local_workers() -> int:
+    """The cores the local engine uses: the usable cores, or PROPENSITY_WORKERS."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if not value:
+        return usable_cores()
+    if not value.isdigit() or int(value) < 1:
+        raise ParamsError(f"{WORKERS_ENV}={value!r}: expected a whole number of worker processes >= 1; "
+                          "unset it to use every usable core")
+    return int(value)
 
 
-def tuning_workers(params: Params, cores: int | None = None) -> tuple[int, int]:
-    """(cross-validation fits side by side, LightGBM threads per fit) for the local engine.
+Partition = pd.DataFrame
+PartitionFunction = Callable[..., Any]
 
-    `tune.n_jobs: auto`: one worker per usable core, but no more than the fits a
-    search step runs (tune.n_points x tune.cv_folds). The workers share the stage's
-    threads (model.threads, or every usable core for auto): threads // workers
-    each, at least 1, so workers x threads never exceeds the cores for auto.
+
+class Engine(abc.ABC):
+    """Where the pieces of a stage's work run; the library calls these and nothing else of an engine.
+
+    A table (a CSV or parquet file, or a directory or glob of parquet files) is a
+    sequence of partitions, one per file, in name order. Partition functions are
+    called as `function(partition, offset, *shared)`, `offset` being the number of
+    the partition's first row in the whole table; their results come back in
+    table order. A function must not depend on how the table is cut into files:
+    the algorithms built on them (stages.lib.sampling, stages.lib.preprocessing)
+    give the same answer from one partition or from many.
     """
-    cores = cores if cores is not None else usable_cores()
-    tune = params.tune
-    if tune.n_jobs == AUTO:
-        workers = max(1, min(cores, tune.n_points * tune.cv_folds))
-    else:
-        workers = tune.n_jobs
-    return workers, max(1, model_threads(params.model, cores) // workers)
 
+    name: str
+    # The cores (or the cluster's worker threads) independent work shares.
+    workers: int
 
-def dask_fit_threads(model: ModelParams) -> int:
-    """LightGBM threads per fit on a Dask cluster: each fit holds one worker thread, so 1 for auto
-    (the cluster's worker threads are its parallelism); an integer model.threads is given to every fit."""
-    return 1 if model.threads == AUTO else model.threads
+    @abc.abstractmethod
+    def map(self, function: PartitionFunction, path: str | Path, *shared: Any, columns: Sequence[str] | None = None,
+            combine: Callable[[list], Any] | None = None) -> Any:
+        """Each partition's `function(partition, offset, *shared)`, in table order; with `combine`
+        (a function of a list of results, associative), the one combined result. `columns`: read
+        only these."""
 
+    @abc.abstractmethod
+    def write(self, function: PartitionFunction, path: str | Path, outputs: Sequence[str | Path],
+              *shared: Any) -> list:
+        """Write tables made partition by partition: `function(partition, offset, *shared)` returns
+        (a frame for each output, a small result); each output is replaced, atomically, once every
+        partition is written. Returns the small results in table order."""
 
-def scheduler_address() -> str | None:
-    """The scheduler Dask's configuration names (DASK_SCHEDULER_ADDRESS, ~/.config/dask/*.yaml), or None."""
-    import dask
+    @abc.abstractmethod
+    def gather(self, path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole table in this process."""
 
-    dask.config.refresh()  # the environment may have changed since dask was imported (tests do that)
-    return dask.config.get("scheduler-address", None)
+    @abc.abstractmethod
+    def repeated_rows(self, path: str | Path, id_columns: Sequence[str]) -> np.ndarray:
+        """Numbers of the rows that repeat an earlier row's IDs (every repeat but an ID's first row)."""
+
+    @abc.abstractmethod
+    def jobs(self, fits: int) -> int:
+        """How many of a batch of `fits` independent fits run at once."""
+
+    @abc.abstractmethod
+    def fit_threads(self, model: ModelParams, fits: int) -> int:
+        """LightGBM threads inside each fit of a batch of `fits`: model.threads, or for `auto` the
+        cores each fit gets (params.py allows `auto` only where threads cannot change a fit's result)."""
+
+    @contextlib.contextmanager
+    def parallel(self, fits: int) -> Iterator[int]:
+        """A context in which joblib runs a batch of `fits` independent fits on this engine; yields the
+        n_jobs to give them."""
+        with self._joblib_backend(self.jobs(fits)):
+            yield self.jobs(fits)
+
+    @abc.abstractmethod
+    def _joblib_backend(self, jobs: int) -> contextlib.AbstractContextManager:
+        """joblib's backend for this engine."""
+
+    @abc.abstractmethod
+    def fit(self, classifier, path: str | Path, id_columns: Sequence[str]) -> tuple[Any, int]:
+        """`classifier` (an unfitted LGBMClassifier) fitted on every row of a processed table (its
+        features and label, stages.lib.schema.split_features), as a plain LGBMClassifier; and the rows."""
 
 
 @contextlib.contextmanager
-def dask_client(cores: int | None = None) -> Iterator:
-    """A distributed Client for compute.engine dask, closed (with any cluster it started) on exit.
-
-    With a scheduler in Dask's configuration, connects to it. Otherwise starts a
-    LocalCluster: one worker process per usable core, one thread each, its HTTP server on a
-    free port of 127.0.0.1 (never a port another program holds, never other interfaces).
-    A cluster that loses a worker or its scheduler while the stage runs ends the
-    stage with one ClusterError line; the stage has written nothing by then.
-    """
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    address = scheduler_address()
-    name = f"the Dask scheduler at {address}" if address else "the local Dask cluster"
-    with contextlib.ExitStack() as stack:
-        if address:
-            try:
-                client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
-            except (OSError, TimeoutError) as error:
-                raise ClusterError(
-                    f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS or Dask's config): "
-                    f"{_gist(error)}; start it, fix the address, or unset it to run on this machine"
-                ) from None
-        else:
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=cores if cores is not None else usable_cores(), threads_per_worker=1, processes=True,
-                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))
-            client = stack.enter_context(Client(cluster))
-        try:
-            yield client
-        except Exception as error:
-            if not lost_cluster(error):
-                raise
-            raise ClusterError(
-                f"{name} lost a worker or its connection mid-stage ({_gist(error)}); outputs were left "
-                "as they were; check that every worker is running and has the memory it needs "
-                "(its log says why it stopped), then run the stage again"
-            ) from None
-
-
-def _gist(error: BaseException) -> str:
-    return f"{type(error).__name__}: {first_line(error)}"
-
-
-def lost_cluster(error: BaseException) -> bool:
-    """Whether an error raised while a Dask cluster ran the stage's work means a worker or the scheduler
-    went away (not a bug or bad data, which keep their own messages)."""
-    from distributed import KilledWorker
-    from distributed.client import FutureCancelledError
-    from distributed.comm.core import CommClosedError
-
-    if isinstance(error, (KilledWorker, FutureCancelledError, CommClosedError)):
-        return True
-    # lightgbm.dask: a machine whose peer died fails in LightGBM's network code.
-    text = str(error).lower()
-    return type(error).__name__ == "LightGBMError" and any(word in text for word in ("socket", "connect", "network"))
-
-
-@contextlib.contextmanager
-def joblib_engine(compute: ComputeParams) -> Iterator:
-    """joblib's parallel backend for compute.engine: yields None (local: loky worker processes, as
-    n_jobs says) or the Client whose cluster runs every joblib task (dask: n_jobs is then ignored,
-    the cluster's worker threads decide)."""
-    if compute.engine != "dask":
-        yield None
-        return
-    import joblib
-
-    with dask_client() as client, joblib.parallel_backend("dask"):
-        yield client
-
-
-def tree_reduce(pieces: list, combine: Callable[[list], object], fan_in: int = 8):
-    """`combine` over Dask delayed `pieces`, in a tree of tasks, so no one task holds more than
-    `fan_in` of them; a delayed result (the one piece itself when there is one)."""
-    import dask
-
-    while len(pieces) > 1:
-        pieces = [dask.delayed(combine)(pieces[i:i + fan_in]) for i in range(0, len(pieces), fan_in)]
-    return pieces[0]
+def open_engine(compute: ComputeParams) -> Iterator[Engine]:
+    """The engine compute.engine names, started (a Dask cluster is connected to or started) and,
+    on leaving, closed."""
+    # Imported by name so that a local stage never imports (or depends, in dvc.yaml, on) the Dask engine.
+    module = importlib.import_module(f"stages.lib.engines.{compute.engine}")
+    with module.start() as engine:
+        yield engine

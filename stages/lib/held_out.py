@@ -1,9 +1,8 @@
 """The test split's scores for evaluate: the model's (calibrated and raw) and each baseline's, with the labels.
 
-The local engine reads the test split into this process. With compute.engine dask
-and a partitioned test split (preprocess wrote it on the cluster), each file is
-scored on a Dask worker and only the labels and scores come back (33 bytes per
-test customer), so no process holds the test split's features.
+Each partition of the test split is scored where the engine keeps it (the Dask
+engine: on the workers), and only the IDs, labels and scores come back, so no
+process holds the test split's features unless the engine keeps the split.
 """
 
 from __future__ import annotations
@@ -15,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.baselines import baseline_scores
-from stages.lib.compute import dask_client
+from stages.lib.compute import Engine
 from stages.lib.errors import DataError
-from stages.lib.params import Params
 from stages.lib.schema import LABEL, split_features
 from stages.lib.scoring import score_features
-from stages.lib.tables import READ_ERRORS, is_partitioned, read_table, unreadable_on_cluster, worker_parts
+from stages.lib.tables import read_table
 
 PROBABILITY, RAW = "__probability__", "__raw__"
 
@@ -31,7 +29,7 @@ class HeldOutScores:
     probability: np.ndarray                 # calibrated
     raw: np.ndarray                         # the model's own score: the order of customers
     baselines: dict[str, np.ndarray]
-    table: pd.DataFrame | None              # the test split, when read into this process (its IDs)
+    ids: pd.DataFrame                       # the test customers' ID columns, in the same order
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -43,36 +41,21 @@ def read_labels(path: str | Path) -> np.ndarray:
         return split_features(read_table(path), [], str(path))[1]
 
 
-def _scores_of(table: pd.DataFrame, model, calibrator, baselines: dict[str, object], id_columns: list[str],
-               source: str) -> pd.DataFrame:
+def _scores_of(table: pd.DataFrame, offset: int, model, calibrator, baselines: dict[str, object],
+               id_columns: list[str], source: str, threads: int) -> pd.DataFrame:
     features, y = split_features(table, id_columns, source)
-    probability, raw = score_features(features, model, calibrator) if len(y) else (np.empty(0), np.empty(0))
-    return pd.DataFrame({LABEL: y, PROBABILITY: probability, RAW: raw, **baseline_scores(baselines, features)})
+    probability, raw = score_features(features, model, calibrator, threads) if len(y) else (np.empty(0), np.empty(0))
+    scores = pd.DataFrame({LABEL: y, PROBABILITY: probability, RAW: raw, **baseline_scores(baselines, features)})
+    return pd.concat([table[id_columns].reset_index(drop=True), scores], axis=1)
 
 
-def _scores_of_file(part: Path, shipped: tuple, id_columns: list[str]) -> pd.DataFrame:
-    model, calibrator, baselines = shipped
-    return _scores_of(pd.read_parquet(part), model, calibrator, baselines, id_columns, str(part))
-
-
-def score_held_out(path: str | Path, model, calibrator, baselines: dict[str, object], params: Params) -> HeldOutScores:
-    """Score the test split with the model and the fitted baselines."""
-    id_columns = list(params.data.id_columns)
-    if params.compute.engine == "dask" and is_partitioned(path):
-        import dask
-
-        parts = worker_parts(path)
-        with dask_client() as client:
-            shipped = client.scatter((model, calibrator, baselines), broadcast=True)
-            try:
-                frames = dask.compute(*[dask.delayed(_scores_of_file)(part, shipped, id_columns) for part in parts])
-            except READ_ERRORS as error:
-                raise unreadable_on_cluster(path, error) from None
-        scores, table = pd.concat(frames, ignore_index=True), None
-    else:
-        table = read_table(path)
-        scores = _scores_of(table, model, calibrator, baselines, id_columns, str(path))
+def score_held_out(engine: Engine, path: str | Path, model, calibrator, baselines: dict[str, object],
+                   id_columns: list[str], threads: int = 1) -> HeldOutScores:
+    """Score the test split with the model and the fitted baselines, partition by partition on the engine,
+    `threads` LightGBM threads each (the scores do not depend on them)."""
+    scores = pd.concat(engine.map(_scores_of, path, model, calibrator, baselines, list(id_columns), str(path),
+                                  threads), ignore_index=True)
     return HeldOutScores(
         y=scores[LABEL].to_numpy(np.int8), probability=scores[PROBABILITY].to_numpy(np.float64),
         raw=scores[RAW].to_numpy(np.float64), baselines={name: scores[name].to_numpy() for name in baselines},
-        table=table)
+        ids=scores[list(id_columns)])

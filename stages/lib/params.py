@@ -32,14 +32,24 @@ DIMENSION_TYPES = ("real", "integer")
 DUPLICATE_ID_POLICIES = ("warn", "error")
 GENERATE_TRUTHS = ("nonlinear", "linear")
 ENGINES = ("local", "dask")
-# model.threads and tune.n_jobs: the usable cores (stages/lib/compute.py), without oversubscribing them.
+# model.threads: the cores a fit gets (stages/lib/compute.py); sample_rows: every row up to a size, a sample above.
 AUTO = "auto"
+# What `auto` means for each sample_rows: every row of the training split up to this many, a stratified
+# sample of this many above it.
+AUTO_SAMPLE_ROWS = {"tune.sample_rows": 200_000, "calibration.sample_rows": 1_000_000,
+                    "evaluate.baseline_sample_rows": 1_000_000}
 # Scorers that rank customers by probability; BayesSearchCV maximises the one chosen.
 TUNE_SCORINGS = ("average_precision", "roc_auc", "neg_log_loss", "neg_brier_score", "f1", "recall", "precision")
 
 Text = Annotated[str, StringConstraints(min_length=1)]
 # A positive count, or `auto`.
 Count = Union[Annotated[int, Field(ge=1)], Literal[AUTO]]
+# Rows of a stratified sample of the training split: a count, `auto` (AUTO_SAMPLE_ROWS) or null (every row).
+SampleRows = Optional[Union[Annotated[int, Field(ge=10)], Literal[AUTO]]]
+
+
+def _sample_size(value: int | str | None, key: str) -> int | None:
+    return AUTO_SAMPLE_ROWS[key] if value == AUTO else value
 
 
 class _Section(BaseModel):
@@ -87,7 +97,7 @@ class ResampleParams(_Section):
 
 class ModelParams(_Section):
     n_estimators: int = Field(ge=1)
-    threads: Count = 1
+    threads: Count = AUTO
 
 
 class Dimension(_Section):
@@ -104,22 +114,27 @@ class TuneParams(_Section):
     # Keys are LightGBM parameter names; a YAML key such as 1 is read as "1".
     search_space: dict[Annotated[str, BeforeValidator(str)], Dimension] = Field(min_length=1)
     scoring: Literal[TUNE_SCORINGS] = "average_precision"
-    # Parallel cross-validation fits (processes); they share model.threads between them.
-    n_jobs: Count = 1
-    # Candidates evaluated per search step; with n_jobs > 1, n_points * cv_folds
-    # fits share the workers, so 2 * 3 folds keep 2 workers busy where 1 * 3 idles one.
+    # Candidates evaluated per search step: n_points * cv_folds fits can run at once.
     n_points: int = Field(default=1, ge=1)
     # Stop each cross-validation fit after this many trees without improvement on a
     # held-out slice of its training fold (None: always model.n_estimators trees).
     early_stopping_rounds: Optional[int] = Field(default=None, ge=1)
     # Tune on a stratified subsample of the training split (None: all rows).
-    sample_rows: Optional[int] = Field(default=None, ge=10)
+    sample_rows: SampleRows = AUTO
+
+    @property
+    def sample_size(self) -> int | None:
+        return _sample_size(self.sample_rows, "tune.sample_rows")
 
 
 class CalibrationParams(_Section):
     method: Literal[CALIBRATION_METHODS]
     cv_folds: int = Field(default=3, ge=2)
-    sample_rows: Optional[int] = Field(default=None, ge=10)
+    sample_rows: SampleRows = AUTO
+
+    @property
+    def sample_size(self) -> int | None:
+        return _sample_size(self.sample_rows, "calibration.sample_rows")
 
 
 class ThresholdParams(_Section):
@@ -132,7 +147,11 @@ class EvaluateParams(_Section):
     top_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
     calibration_bins: int = Field(default=10, ge=2)
     # Fit the baselines on a stratified subsample of the training split (None: all rows).
-    baseline_sample_rows: Optional[int] = Field(default=None, ge=10)
+    baseline_sample_rows: SampleRows = AUTO
+
+    @property
+    def baseline_sample_size(self) -> int | None:
+        return _sample_size(self.baseline_sample_rows, "evaluate.baseline_sample_rows")
 
 
 class Params(_Section):
@@ -211,8 +230,8 @@ def _problem(error: Mapping[str, Any], raw: Mapping) -> str:
     path, declared, depth = _locate(loc)
     # Within an Optional or Union, the value of the field as a whole, not of the member that failed.
     value = error["input"] if depth == len(loc) else functools.reduce(operator.getitem, loc[:depth], raw)
-    if declared == Count and kind not in ("extra_forbidden", "invalid_key", "missing"):
-        return _count_problem(path, value)
+    if declared in (Count, SampleRows) and kind not in ("extra_forbidden", "invalid_key", "missing"):
+        return _count_problem(path, value, 1 if declared == Count else 10, declared == SampleRows)
     if kind in ("extra_forbidden", "invalid_key"):
         known = list(_bare(_locate(loc[:-1])[1]).model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
@@ -241,15 +260,17 @@ def _problem(error: Mapping[str, Any], raw: Mapping) -> str:
     return f"{_where(path)} is {value!r}; expected {expected}"
 
 
-def _count_problem(path: str, value: Any) -> str:
-    """A Count (a whole number >= 1, or auto) is one line, whichever member of its union failed."""
+def _count_problem(path: str, value: Any, least: int, nullable: bool) -> str:
+    """A Count or SampleRows (a whole number >= least, or auto, or null) is one line, whichever member
+    of its union failed."""
+    null = ", or null" if nullable else ""
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{_where(path)} is {value!r}; it must be >= 1, or {AUTO}"
+        return f"{_where(path)} is {value!r}; it must be >= {least}, or {AUTO}{null}"
     if isinstance(value, str) and value:
         close = difflib.get_close_matches(value, [AUTO], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{_where(path)} is {value!r}; allowed: a whole number >= 1, or {AUTO}{hint}"
-    return f"{_where(path)} is {value!r}; expected an integer or {AUTO}"
+        return f"{_where(path)} is {value!r}; allowed: a whole number >= {least}, or {AUTO}{null}{hint}"
+    return f"{_where(path)} is {value!r}; expected an integer or {AUTO}{null}"
 
 
 def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:
@@ -270,14 +291,21 @@ def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:
             problems.append(f"{where}: an integer dimension needs whole-number low and high")
 
 
-def _check_engine(params: Params, problems: list[str]) -> None:
+def _check_linear_leaves(params: Params, problems: list[str]) -> None:
     linear = params.tune.search_space.get("linear_tree")
-    if params.compute.engine == "dask" and linear is not None and True in (linear.categories or []):
+    if linear is None or True not in (linear.categories or []):
+        return
+    if params.compute.engine == "dask":
         # Distributed LightGBM fits each leaf's linear model on one machine's rows only
         # (benchmarks/README.md, "The Dask engine").
         problems.append(f"{_where('tune.search_space.linear_tree')} may pick true, which compute.engine dask "
                         "cannot train (LightGBM fits linear leaves on one worker's rows); set it to "
                         "{categories: [false]} or use compute.engine: local")
+    if params.model.threads == AUTO:
+        # Plain trees are the same bits with any thread count; linear leaves are not.
+        problems.append(f"{_where('tune.search_space.linear_tree')} may pick true, whose models change in their "
+                        "last bits with the thread count, so model.threads: auto would make every machine's results "
+                        "differ; set model.threads to a number (the same on every machine) or drop linear_tree")
 
 
 def _check_data(data: DataParams, problems: list[str]) -> None:
@@ -305,7 +333,7 @@ def parse_params(raw: Any) -> Params:
         raise ParamsError(*dict.fromkeys(_problem(e, raw) for e in error.errors())) from None
     problems: list[str] = []
     _check_dimensions(params.tune, problems)
-    _check_engine(params, problems)
+    _check_linear_leaves(params, problems)
     _check_data(params.data, problems)
     if problems:
         raise ParamsError(*problems)

@@ -18,11 +18,11 @@ from imblearn import FunctionSampler
 from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from sklearn.neighbors import NearestNeighbors
 
+from stages.lib.compute import Engine
 from stages.lib.errors import DataError
-from stages.lib.files import atomic_directory
 from stages.lib.params import ResampleParams
 from stages.lib.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
-from stages.lib.tables import PARQUET_SUFFIXES, PART_NAME, read_table, worker_parts, write_table
+from stages.lib.tables import write_table
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
 
@@ -145,25 +145,24 @@ def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
     return table, report
 
 
-def _resample_file(source: Path, destination: Path, resample: ResampleParams, seed: int,
+def _unchanged(frame: pd.DataFrame, offset: int, resample: ResampleParams, seed: int,
+               id_columns: list[str]) -> tuple[tuple[pd.DataFrame], dict]:
+    table, report = resample_training(frame, resample, seed, id_columns)
+    return (table,), report
+
+
+def resample_split(engine: Engine, path: str | Path, output: str | Path, resample: ResampleParams, seed: int,
                    id_columns: list[str]) -> dict:
-    table, report = resample_training(read_table(source), resample, seed, id_columns, str(source))
-    write_table(table, destination)
-    return report
+    """`resample_training` of the training split at `path`, written to `output`; returns the report.
 
-
-def resample_partitions(path: str | Path, output: str | Path, resample: ResampleParams, seed: int,
-                        id_columns: list[str]) -> dict:
-    """`resample_training` for a partitioned split and a method that keeps its rows (none, class_weight):
-    each file on a Dask worker (the current client's cluster), written as the same file of a directory
-    at `output`, so no process holds the split. Returns the report of the whole split."""
-    import dask
-
-    parts = worker_parts(path)
-    with atomic_directory(output, holds=PARQUET_SUFFIXES) as tmp:
-        reports = dask.compute(*[
-            dask.delayed(_resample_file)(part, tmp.resolve() / PART_NAME.format(number), resample, seed, id_columns)
-            for number, part in enumerate(parts)])
+    A method that keeps the rows (none, class_weight) runs partition by partition on the engine; the
+    SMOTE family needs every buyer in one table, so the split is gathered into this process.
+    """
+    if resample.method in OVERSAMPLERS:
+        table, report = resample_training(engine.gather(path), resample, seed, id_columns, str(path))
+        write_table(table, output)
+        return report
+    reports = engine.write(_unchanged, path, [output], resample, seed, id_columns)
     added = {side: {key: sum(report[side][key] for report in reports) for key in reports[0][side]}
              for side in ("before", "after")}
     return {"method": resample.method, **added, "synthetic_rows": 0}

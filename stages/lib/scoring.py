@@ -19,16 +19,10 @@ import pandas as pd
 
 from stages.lib.artifacts import verify_artifacts
 from stages.lib.features import CustomerPreprocessor
-from stages.lib.files import atomic_directory, load_object, read_json
+from stages.lib.files import load_object, read_json
 from stages.lib.ranking import Threshold, best_first
 from stages.lib.schema import check_scoring_table
-from stages.lib.tables import (
-    PARQUET_SUFFIXES,
-    PART_NAME,
-    iter_table_batches,
-    parquet_parts,
-    read_table,
-)
+from stages.lib.tables import iter_table_batches, parquet_header, read_table
 
 # The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and
 # dvc.lock records; `stages.predict --models DIR` loads the same file names from DIR.
@@ -65,8 +59,7 @@ class ScoringModel:
 
     def scores_of(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw scores) of processed features."""
-        # Prediction is per row, so any thread count gives the same scores; the model's
-        # own n_jobs (model.threads, 1) was chosen for training, where threads contend.
+        # Prediction is per row, so any thread count gives the same scores.
         raw = self.model.predict_proba(features, num_threads=self.threads)[:, 1]
         return np.asarray(self.calibrator.transform(raw), dtype=np.float64), raw
 
@@ -178,16 +171,17 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     return scores, ignored
 
 
-def score_features(features: pd.DataFrame, model, calibrator) -> tuple[np.ndarray, np.ndarray]:
+def score_features(features: pd.DataFrame, model, calibrator, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated probabilities, raw scores) of processed features, such as the test split's."""
-    raw = model.predict_proba(features)[:, 1]
+    raw = model.predict_proba(features, num_threads=threads)[:, 1]
     return np.asarray(calibrator.transform(raw), dtype=np.float64), raw
 
 
-def _score_partition(partition: pd.DataFrame, scoring: ScoringModel, id_columns: list[str],
-                     source: str, partition_info: dict | None = None) -> pd.DataFrame:
+def _score_partition(partition: pd.DataFrame, offset: int, scoring: ScoringModel, id_columns: list[str],
+                     source: str) -> pd.DataFrame:
     """IDs, probability, decision and raw score of one partition (on a Dask worker)."""
-    where = f"{source} (partition {partition_info['number'] + 1})" if partition_info else source
+    where = f"{source} (rows {offset + 1:,}-{offset + len(partition):,})"
+    check_scoring_table(partition, list(id_columns) + scoring.preprocessor.input_columns, source)
     scores = partition[list(id_columns)].reset_index(drop=True)
     if len(partition):
         probability, raw = scoring.probabilities(partition, where)
@@ -199,43 +193,25 @@ def _score_partition(partition: pd.DataFrame, scoring: ScoringModel, id_columns:
     return scores
 
 
-def _ranked_partition(scores: pd.DataFrame, rank_and_decile: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
-    rank, decile = rank_and_decile
-    return scores.drop(columns=RAW).assign(**{RANK: rank, DECILE: decile})
+def _ranks(probability: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
+    rank, decile = rank_and_decile(probability, raw)
+    return {RANK: rank, DECILE: decile}
 
 
-def score_on_dask(path: str | Path, scoring: ScoringModel, id_columns: list[str], output: Path,
-                  client) -> tuple[int, int, list[str]]:
-    """Score a parquet table (file, directory or glob) partition by partition on a Dask cluster
+def score_on_cluster(engine, path: str | Path, scoring: ScoringModel, id_columns: list[str],
+                     output: Path) -> tuple[int, int, list[str]]:
+    """Score a parquet table (file, directory or glob) partition by partition on the Dask engine's cluster
     and write the scores as a directory of parquet files, one per partition, in input order.
 
     Probabilities and decisions are computed on the workers; only each row's probability and raw
     score come back, to rank all rows at once (as `score_batches` does), and the ranks go back to
     the workers that write the files. Returns (rows, flagged, ignored columns).
     """
-    import dask
-    import dask.dataframe as dd
-
     source = str(path)
-    table = dd.read_parquet([str(part) for part in parquet_parts(path)])
-    required = list(id_columns) + scoring.preprocessor.input_columns
-    ignored = check_scoring_table(table._meta, required, source)
+    ignored = check_scoring_table(parquet_header(path), list(id_columns) + scoring.preprocessor.input_columns,
+                                  source)
     # One LightGBM thread per task: the cluster's worker threads are the parallelism.
-    model = client.scatter(dataclasses.replace(scoring, threads=1), broadcast=True)
-    meta = _score_partition(table._meta[required], scoring, id_columns, source)
-    scored = table[required].map_partitions(_score_partition, model, list(id_columns), source, meta=meta)
-    scored = scored.persist()
-    keys = scored[[PROBABILITY, RAW]].compute()
-    lengths = scored.map_partitions(len).compute().to_numpy()
-    probability, raw = keys[PROBABILITY].to_numpy(), keys[RAW].to_numpy()
-    rank, decile = rank_and_decile(probability, raw)
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    pieces = client.scatter([(rank[a:b], decile[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
-    ranked = [dask.delayed(_ranked_partition)(part, piece) for part, piece in zip(scored.to_delayed(), pieces)]
-    final_meta = _ranked_partition(meta, (np.empty(0, np.int64), np.empty(0, np.int8)))
-    with atomic_directory(output, holds=PARQUET_SUFFIXES) as tmp:
-        dd.from_delayed(ranked, meta=final_meta, verify_meta=False).to_parquet(
-            str(tmp), write_index=False, compression="zstd", write_metadata_file=False,
-            name_function=PART_NAME.format)
-    flagged = int(scoring.threshold.flags(probability, raw).sum())
-    return len(probability), flagged, ignored
+    shared = (dataclasses.replace(scoring, threads=1), list(id_columns), source)
+    keys = engine.score_partitions(path, output, _score_partition, [PROBABILITY, RAW], _ranks, [RAW], shared)
+    flagged = int(scoring.threshold.flags(keys[PROBABILITY], keys[RAW]).sum())
+    return len(keys[PROBABILITY]), flagged, ignored

@@ -51,20 +51,18 @@ def parquet_parts(path: str | Path) -> list[Path]:
     return parts
 
 
-def worker_parts(path: str | Path) -> list[Path]:
-    """`parquet_parts` as absolute paths, to hand to Dask workers (a worker's working directory is its own)."""
-    return [part.resolve() for part in parquet_parts(path)]
-
-
 def parquet_rows(path: str | Path) -> int:
     """The rows of a parquet file, from its footer (nothing else is read)."""
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def unreadable_on_cluster(source: str | Path, error: BaseException) -> DataError:
-    """A partitioned table the Dask workers could not read."""
-    return DataError(f"{source}: cannot be read as parquet ({first_line(error)}); check every file is "
-                     "complete and, on a cluster, that every Dask worker sees this path")
+def parquet_header(path: str | Path) -> pd.DataFrame:
+    """The columns of a parquet table (its first file's schema) as a frame without rows."""
+    part = parquet_parts(path)[0]
+    try:
+        return pq.read_schema(part).empty_table().to_pandas()
+    except READ_ERRORS as error:
+        raise _unreadable(part, "parquet", error) from None
 
 
 def table_format(path: str | Path) -> str:

@@ -14,9 +14,10 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
 
 from stages.lib.calibration import ProbabilityCalibrator
+from stages.lib.compute import Engine
 from stages.lib.errors import DataError
 from stages.lib.metrics import decision_metrics, top_count
-from stages.lib.models import out_of_fold_scores, stratified_sample
+from stages.lib.models import out_of_fold_scores
 from stages.lib.params import Params, ThresholdParams
 from stages.lib.ranking import Threshold, best_first, ranking_scores
 
@@ -54,10 +55,9 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
     return Threshold(float(reaching["threshold"].iloc[0]))
 
 
-def calibrate_and_choose(features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict):
+def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict):
     """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions."""
-    features, y = stratified_sample(features, y, params.calibration.sample_rows, params.base.seed)
-    raw = out_of_fold_scores(features, y, params, best_params)
+    raw = out_of_fold_scores(engine, features, y, params, best_params)
     calibrator = ProbabilityCalibrator(params.calibration.method).fit(raw, y)
     scores = calibrator.transform(raw)
     threshold = choose_threshold(y, scores, raw, params.threshold)

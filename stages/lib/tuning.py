@@ -25,14 +25,13 @@ from skopt.space import Categorical, Integer, Real
 from skopt.utils import dimensions_aslist
 from tqdm import tqdm
 
-from stages.lib.compute import dask_fit_threads, joblib_engine, tuning_workers
+from stages.lib.compute import Engine
 from stages.lib.exact import round_significant_digits
 from stages.lib.models import (
     check_early_stopping_rows,
     check_fold_sizes,
     make_early_stopping_pipeline,
     make_pipeline,
-    stratified_sample,
 )
 from stages.lib.params import Params, TuneParams
 
@@ -165,65 +164,58 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def tune_hyperparameters(features: pd.DataFrame, y: np.ndarray, params: Params,
+def tune_hyperparameters(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params,
                          progress: TuningProgress | None = None) -> TuneResult:
-    """Run the search; return the best params (model keys, no prefix), score and trace."""
+    """Run the search on the engine; return the best params (model keys, no prefix), score and trace.
+
+    Each step's tune.n_points x tune.cv_folds fits run side by side on the engine's workers;
+    how many at once follows the machine, what each fit is (its rows, params and threads) does not.
+    """
     tune, seed = params.tune, params.base.seed
-    features, y = stratified_sample(features, y, tune.sample_rows, seed)
     folds = StratifiedKFold(n_splits=tune.cv_folds, shuffle=True, random_state=seed)
     check_fold_sizes(y, folds, params.resample, "tune.cv_folds", "tuning rows")
     if tune.early_stopping_rounds:
         check_early_stopping_rows(y, folds, params.resample, "tuning rows")
-    with joblib_engine(params.compute) as client:
-        if client is None:
-            # The workers share the stage's threads, so folds and LightGBM threads never ask for more cores.
-            workers, per_fit = tuning_workers(params)
-        else:
-            workers, per_fit = sum(client.nthreads().values()), dask_fit_threads(params.model)
-        return _search(features, y, params, folds, params.model.model_copy(update={"threads": per_fit}), workers,
-                       progress)
-
-
-def _search(features: pd.DataFrame, y: np.ndarray, params: Params, folds: StratifiedKFold, worker_model,
-            workers: int, progress: TuningProgress | None) -> TuneResult:
-    tune, seed = params.tune, params.base.seed
+    fits = tune.n_points * tune.cv_folds  # a search step's fits, the batch that runs side by side
+    threads = engine.fit_threads(params.model, fits)
     if tune.early_stopping_rounds:
-        pipeline = make_early_stopping_pipeline(worker_model, params.resample, seed, tune.early_stopping_rounds,
-                                                tune.scoring)
+        pipeline = make_early_stopping_pipeline(params.model, params.resample, seed, threads,
+                                                tune.early_stopping_rounds, tune.scoring)
     else:
-        pipeline = make_pipeline(worker_model, params.resample, seed)
-    search = RoundingBayesSearchCV(
-        pipeline,
-        search_space(tune),
-        n_iter=tune.n_iter,
-        cv=folds,
-        scoring=tune.scoring,
-        n_jobs=workers,
-        n_points=tune.n_points,
-        refit=False,
-        random_state=seed,
-        return_train_score=False,
-        error_score="raise",
-    )
-    with warnings.catch_warnings():
-        # skopt warns when it proposes a point twice; the search goes on correctly.
-        warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
-        try:
-            search.fit(features, y, callback=progress)
-        finally:
-            if progress is not None:
-                progress.close()
-    scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
-    trace, best = [], -np.inf
-    for i, (score, candidate) in enumerate(zip(scores, search.cv_results_["params"]), start=1):
-        best = max(best, score)
-        trace.append({"iteration": i, "score": float(score), "best_so_far": float(best),
-                      **{k.removeprefix(MODEL_STEP): _plain(v) for k, v in candidate.items()}})
-    best_index = int(np.argmax(scores))
-    best_params = {k.removeprefix(MODEL_STEP): _plain(v)
-                   for k, v in sorted(search.cv_results_["params"][best_index].items())}
-    if tune.early_stopping_rounds:
-        best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, workers)
+        pipeline = make_pipeline(params.model, params.resample, seed, threads)
+    with engine.parallel(fits) as n_jobs:
+        search = RoundingBayesSearchCV(
+            pipeline,
+            search_space(tune),
+            n_iter=tune.n_iter,
+            cv=folds,
+            scoring=tune.scoring,
+            n_jobs=n_jobs,
+            n_points=tune.n_points,
+            refit=False,
+            random_state=seed,
+            return_train_score=False,
+            error_score="raise",
+        )
+        with warnings.catch_warnings():
+            # skopt warns when it proposes a point twice; the search goes on correctly.
+            warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+            try:
+                search.fit(features, y, callback=progress)
+            finally:
+                if progress is not None:
+                    progress.close()
+        scores = np.asarray(search.cv_results_["mean_test_score"], dtype=float)
+        trace, best = [], -np.inf
+        for i, (score, candidate) in enumerate(zip(scores, search.cv_results_["params"]), start=1):
+            best = max(best, score)
+            trace.append({"iteration": i, "score": float(score), "best_so_far": float(best),
+                          **{k.removeprefix(MODEL_STEP): _plain(v) for k, v in candidate.items()}})
+        best_index = int(np.argmax(scores))
+        best_params = {k.removeprefix(MODEL_STEP): _plain(v)
+                       for k, v in sorted(search.cv_results_["params"][best_index].items())}
+        if tune.early_stopping_rounds:
+            best_params["n_estimators"] = stopped_tree_count(pipeline, best_params, features, y, folds, n_jobs)
     return TuneResult(best_params, float(scores[best_index]), trace, len(y))
 
 

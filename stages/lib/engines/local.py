@@ -1,10 +1,13 @@
-"""The local engine: partition functions in this process, independent fits in joblib's worker processes.
+"""The local engine: partition functions in this process, independent fits in joblib's threads.
 
 A table's partitions (one per file) are read once and kept for the stage's
 passes, so this process holds the table, as a single machine's pipeline does.
 Independent fits (tune's cross-validation fits, calibrate's folds, evaluate's
-baselines) run in loky worker processes, one per usable core
-(stages.lib.compute.local_workers).
+baselines) run side by side in threads of this process, sized to the usable
+cores (stages.lib.compute.local_workers). Threads, not worker processes:
+LightGBM, SMOTE's neighbour search and the logistic regression's BLAS release
+the GIL, and threads share the training rows instead of copying them to each
+process and importing the libraries again (benchmarks/README.md, "Scaling").
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ class LocalEngine(Engine):
         return model.threads
 
     def _joblib_backend(self, jobs: int) -> contextlib.AbstractContextManager:
-        return joblib.parallel_backend("loky", n_jobs=jobs)
+        return joblib.parallel_backend("threading", n_jobs=jobs)
 
     def fit(self, classifier, path: str | Path, id_columns: Sequence[str]) -> tuple[Any, int]:
         features, y = split_features(self.gather(path), list(id_columns), str(path))

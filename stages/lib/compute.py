@@ -3,7 +3,7 @@
 The library says *what* is computed: functions of one partition of a table
 (its statistics, its split, its sample, its scores) and model fits. An engine
 says *where*: `stages.lib.engines.local` runs the partition functions in this
-process and independent fits in joblib's worker processes, one per usable core;
+process and independent fits side by side in joblib's threads, sized to the usable cores;
 `stages.lib.engines.dask` runs both on a Dask cluster. A stage opens the engine
 `compute.engine` names once (`open_engine`) and hands it to the library, so both
 engines compute the same thing from the same functions.
@@ -94,7 +94,7 @@ def local_workers() -> int:
     if not value:
         return usable_cores()
     if not value.isdigit() or int(value) < 1:
-        raise ParamsError(f"{WORKERS_ENV}={value!r}: expected a whole number of worker processes >= 1; "
+        raise ParamsError(f"{WORKERS_ENV}={value!r}: expected a whole number of workers (fits side by side) >= 1; "
                           "unset it to use every usable core")
     return int(value)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stages.lib import figures, plots
-from stages.lib.baselines import baseline_metrics, fit_baselines
+from stages.lib.baselines import baseline_metrics, better_baselines_note, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
 from stages.lib.files import load_object, read_json, write_json
@@ -78,6 +78,9 @@ def main(argv: Sequence[str]) -> None:
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "
           f"{metrics['average_precision']:.3f}, ROC AUC {metrics['roc_auc']:.3f}")
+    note = better_baselines_note(metrics)
+    if note:
+        print(note)
 
 
 if __name__ == "__main__":

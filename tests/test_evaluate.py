@@ -10,13 +10,14 @@ from sklearn.metrics import average_precision_score
 
 from stages import evaluate
 from stages.lib import plots
+from stages.lib.baselines import better_baselines_note
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.files import save_object, write_json
 from stages.lib.metrics import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
 from stages.lib.models import train_model
 from stages.lib.params import EvaluateParams
 from stages.lib.ranking import Threshold
-from stages.lib.schema import split_features
+from stages.lib.schema import LABEL, split_features
 from stages.lib.tables import write_table
 from tests.helpers import write_params
 
@@ -222,3 +223,34 @@ def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
     numbers = baseline_metrics(baseline_scores(fitted, test_features), test_y, 0.1)
     ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
     assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)
+
+
+def test_a_baseline_that_ranks_better_is_named_in_one_note_line():
+    metrics = {"average_precision": 0.859, "baselines": {"logistic_regression": {"average_precision": 0.888},
+                                                         "default_lightgbm": {"average_precision": 0.842}}}
+    note = better_baselines_note(metrics)
+    assert note.startswith("note: ") and "\n" not in note
+    assert "logistic_regression 0.8880 (+0.0290)" in note and "default_lightgbm" not in note
+    metrics["average_precision"] = 0.888  # a tie is not "better"
+    assert better_baselines_note(metrics) is None
+
+
+def test_evaluate_prints_the_note_when_a_baseline_wins(evaluate_inputs, tmp_path, engine, params, train_table, capsys):
+    # A model trained on shuffled labels ranks no better than chance; both baselines beat it.
+    labels = np.random.default_rng(0).permutation(train_table[LABEL].to_numpy())
+    shuffled = train_table.assign(**{LABEL: labels})
+    save_object(train_model(engine, shuffled, params, {"num_leaves": 4})[0], tmp_path / "model.joblib")
+    metrics = evaluate_inputs()
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1
+    assert all(name in notes[0] for name in metrics["baselines"]
+               if metrics["baselines"][name]["average_precision"] > metrics["average_precision"])
+    assert "logistic_regression" in notes[0]
+
+
+def test_evaluate_prints_no_note_when_the_model_ranks_best(evaluate_inputs, capsys):
+    metrics = evaluate_inputs()
+    assert all(b["average_precision"] <= metrics["average_precision"] for b in metrics["baselines"].values())
+    assert "note: " not in capsys.readouterr().out
+

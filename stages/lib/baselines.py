@@ -90,3 +90,17 @@ def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction:
             "capture_rate_at_top": top["capture_rate_at_top"],
         }
     return results
+
+
+def better_baselines_note(metrics: dict) -> str | None:
+    """One line naming every baseline whose test average precision beats the model's, with the gap; None
+    when the model ranks at least as well as each."""
+    model = metrics["average_precision"]
+    better = sorted(((numbers["average_precision"], name) for name, numbers in metrics.get("baselines", {}).items()
+                     if numbers["average_precision"] > model), reverse=True)
+    if not better:
+        return None
+    named = ", ".join(f"{name} {score:.4f} (+{score - model:.4f})" for score, name in better)
+    return (f"note: on the test split a baseline ranks better than the model (average precision {model:.4f}): "
+            f"{named}; metrics.json's baselines have the rest")
+

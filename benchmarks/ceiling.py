@@ -95,9 +95,19 @@ def run_seed(seed: int, overrides: dict[str, Any], log_dir: Path) -> tuple[dict[
         "pipeline": quality["average_precision"],
         "baselines": {name: values["average_precision"] for name, values in quality["baselines"].items()
                       if "average_precision" in values},  # FLAML is not run here
-        "best_params": tune["best_params"], "edges": tune.get("edges", {}),
+        "family": tune["family"], "comparison": tune.get("comparison"),
+        "best_params": tune.get("lightgbm", {}).get("best_params"), "edges": tune.get("lightgbm", {}).get("edges", {}),
     }
     return record, workdir
+
+
+def shipped(record: dict) -> str:
+    """The family tune shipped, and the comparison it was chosen by (model.family auto)."""
+    family = record.get("family", "lightgbm")
+    comparison = record.get("comparison")
+    if not comparison:
+        return family
+    return f"{family} ({comparison['difference']:+.4f}, {comparison['standard_error']:.4f})"
 
 
 def markdown(results: dict) -> str:
@@ -105,25 +115,27 @@ def markdown(results: dict) -> str:
     sizes = results["ceiling_rows"]
     done = [r for r in results["runs"] if r["completed"]]
     header = ["`base.seed`", "test buyers", "ideal AP", "pipeline AP", "of ideal",
-              *[f"ceiling {n:,} AP (of ideal)" for n in sizes], "pipeline of ceiling", "edges"]
+              *[f"ceiling {n:,} AP (of ideal)" for n in sizes], "pipeline of ceiling", "ships (LightGBM - LR, se)",
+              "edges"]
     rows = []
     for r in done:
         ceilings = [r["ceiling"][str(n)] for n in sizes]
         rows.append([str(r["seed"]), str(r["test_buyers"]), f"{r['ideal']:.4f}", f"{r['pipeline']:.4f}",
                      f"{r['pipeline'] / r['ideal']:.3f}",
                      *[f"{c:.4f} ({c / r['ideal']:.3f})" for c in ceilings],
-                     f"{r['pipeline'] / ceilings[-1]:.3f}", ", ".join(f"{k} {v}" for k, v in r["edges"].items())])
+                     f"{r['pipeline'] / ceilings[-1]:.3f}", shipped(r),
+                     ", ".join(f"{k} {v}" for k, v in r["edges"].items())])
     if len(done) > 1:
         def spread(values: list[float]) -> str:
             return f"{mean(values):.3f} (sd {stdev(values):.3f}, {min(values):.3f}-{max(values):.3f})"
         rows.append(["mean", "", "", "", spread([r["pipeline"] / r["ideal"] for r in done]),
                      *[spread([r["ceiling"][str(n)] / r["ideal"] for r in done]) for n in sizes],
-                     spread([r["pipeline"] / r["ceiling"][str(sizes[-1])] for r in done]), ""])
+                     spread([r["pipeline"] / r["ceiling"][str(sizes[-1])] for r in done]), "", ""])
     fits = ", ".join(f"{n:,} rows: {results['ceiling_trees'][str(n)]} trees" for n in sizes)
     return "\n".join([
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, LightGBM {m['lightgbm']}.",
         "", f"    {results['command']}", "", f"Ceiling models ({fits}).", "",
-        table(header, rows, "rrrrr" + "r" * len(sizes) + "rl"), ""])
+        table(header, rows, "rrrrr" + "r" * len(sizes) + "rll"), ""])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,13 @@ def _flaml_note(flaml: dict) -> str:
             f"load {flaml['load_average']:.1f}")
 
 
+def _with_se(score: float | None, baseline: dict) -> str:
+    if score is None:
+        return "not run"
+    se = baseline.get("average_precision_difference_se")
+    return f"{score:.4f}" + (f" ({se:.4f})" if se is not None else "")
+
+
 def quality_markdown(runs: list[dict]) -> list[str]:
     """Test average precision per run: the pipeline, the ideal scorer, and the alternatives on the same split."""
     lines = [
@@ -82,11 +89,12 @@ def quality_markdown(runs: list[dict]) -> list[str]:
         "processed training split. Ideal: the true probabilities (generated data only). FLAML: LightGBM AutoML, "
         "`metric=\"ap\"`, `time_budget=60` (`benchmarks/flaml_baseline.py`); its wall time includes loading the "
         "data and refitting the best config on the whole training split. Load: the 1-minute load average when "
-        "FLAML ended (2 cores).",
+        "FLAML ended (2 cores). Ships: the model family `tune` chose (model.family auto). se: the standard "
+        "error of the pipeline's AP minus that alternative's, by paired bootstrap of the test split.",
         "",
-        "| run | rows | test rows (buyers) | pipeline AP | ideal AP | pipeline / ideal | pipeline ROC AUC | "
-        + " | ".join(f"{name} AP" for name in BASELINE_NAMES.values()) + " | best | FLAML search |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| run | rows | test rows (buyers) | ships | pipeline AP | ideal AP | pipeline / ideal | pipeline ROC AUC | "
+        + " | ".join(f"{name} AP (se)" for name in BASELINE_NAMES.values()) + " | best | FLAML search |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     unmeasured = []
     for run in runs:
@@ -96,11 +104,12 @@ def quality_markdown(runs: list[dict]) -> list[str]:
             continue
         scores = quality_scores(run)
         best = best_of(scores)
-        cells = [_cell(scores[name], ".4f") or "not run" for name in BASELINE_NAMES]
+        cells = [_with_se(scores[name], quality["baselines"].get(name, {})) for name in BASELINE_NAMES]
         flaml = quality["baselines"].get("flaml") or {}
         lines.append(
             f"| {run['label']} | {run.get('rows', 0):,} | {quality['test_rows']:,} ({quality['test_buyers']:,}) | "
-            f"**{quality['average_precision']:.4f}** | {_cell(quality.get('ideal_average_precision'), '.4f')} | "
+            f"{quality.get('family', 'lightgbm').replace('_', ' ')} | **{quality['average_precision']:.4f}** | "
+            f"{_cell(quality.get('ideal_average_precision'), '.4f')} | "
             f"{_cell(quality.get('average_precision_ratio'), '.3f')} | {quality['roc_auc']:.4f} | "
             + " | ".join(cells)
             + f" | {'pipeline' if best == 'pipeline' else BASELINE_NAMES.get(best, '')} | {_flaml_note(flaml)} |"

@@ -17,7 +17,9 @@ split (logistic regression, default LightGBM); and FLAML's LightGBM AutoML
 same test split, run by the FLAML environment's interpreter (`--flaml-python`;
 benchmarks/requirements.txt), so the pipeline's environment never imports FLAML.
 `--own-table` adds a run on tests/helpers.py's own_customer_table() (3,000 rows,
-"Yes"/"No" target), a user's own export rather than the generated data.
+"Yes"/"No" target), a user's own export rather than the generated data;
+`--three-column-table` one on three_column_table() (10,000 rows whose log-odds
+are linear in one column: where a logistic regression is the right model).
 
     python -m benchmarks.run --rows 10000 100000 1000000
 
@@ -42,8 +44,20 @@ import yaml
 
 from benchmarks.markdown import markdown
 from benchmarks.measure import child_env, machine, profile_totals, run_measured
-from benchmarks.targets import DEFAULT_LABEL, OWN_TABLE_LABEL, check_targets
-from tests.helpers import OWN_TABLE_DATA, REPO_ROOT, edit_params_file, new_repo, own_customer_table
+from benchmarks.targets import DEFAULT_LABEL, OWN_TABLE_LABEL, THREE_COLUMN_LABEL, check_targets
+from tests.helpers import (
+    OWN_TABLE_DATA,
+    REPO_ROOT,
+    THREE_COLUMN_DATA,
+    edit_params_file,
+    new_repo,
+    own_customer_table,
+    three_column_table,
+)
+
+# Tables of a user's kind rather than the generated customers: the table, and the `data` params that read it.
+TABLES = {OWN_TABLE_LABEL: (own_customer_table, OWN_TABLE_DATA),
+          THREE_COLUMN_LABEL: (three_column_table, THREE_COLUMN_DATA)}
 
 MODEL_STAGES = ("tune", "calibrate", "train")
 PARTS_PATH = "data/parts"  # data.path of the runs with --parquet-parts
@@ -60,9 +74,14 @@ def dvc_paths(workdir: Path) -> dict[str, str]:
     return {"train": "data/processed/train.parquet", "test": "data/processed/test.parquet"}
 
 
+BASELINE_KEYS = ("average_precision", "roc_auc", "average_precision_difference_se")
+
+
 def pipeline_quality(workdir: Path) -> dict[str, Any]:
-    """The test split's ranking quality from the run's metrics/metrics.json: model, ideal scorer, baselines."""
+    """The test split's ranking quality from the run's metrics/metrics.json: model, ideal scorer, baselines;
+    and from metrics/tune.json, the family that shipped and the comparison that chose it."""
     metrics = json.loads((workdir / "metrics" / "metrics.json").read_text())
+    tune = json.loads((workdir / "metrics" / "tune.json").read_text())
     ideal = metrics.get("ideal") or {}
     return {
         "test_rows": metrics["test_rows"],
@@ -71,8 +90,10 @@ def pipeline_quality(workdir: Path) -> dict[str, Any]:
         "roc_auc": metrics["roc_auc"],
         "ideal_average_precision": ideal.get("average_precision"),
         "average_precision_ratio": ideal.get("average_precision_ratio"),
-        "baselines": {name: {"average_precision": values["average_precision"], "roc_auc": values["roc_auc"]}
+        "baselines": {name: {key: values[key] for key in BASELINE_KEYS if key in values}
                       for name, values in (metrics.get("baselines") or {}).items()},
+        "family": tune.get("family", "lightgbm"),
+        "comparison": tune.get("comparison"),
     }
 
 
@@ -116,12 +137,12 @@ def stage_commands(workdir: Path) -> list[tuple[str, str]]:
 
 
 def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows: int | None,
-                   log_dir: Path, own_table: bool = False, flaml: dict[str, Any] | None = None,
+                   log_dir: Path, table: str | None = None, flaml: dict[str, Any] | None = None,
                    parquet_parts: int | None = None) -> dict[str, Any]:
     """Run the whole pipeline once in a fresh copy of the repository, then measure its quality.
 
-    `own_table`: the pipeline learns from own_customer_table() (a user's export) instead of the
-    generated customers. `flaml`: {"python", "budget", "jobs"} for the FLAML baseline, None to skip it.
+    `table`: a name in TABLES; the pipeline learns from that table instead of the generated customers.
+    `flaml`: {"python", "budget", "jobs"} for the FLAML baseline, None to skip it.
     `parquet_parts`: the generated table is rewritten (unmeasured) as that many parquet files in
     PARTS_PATH, which data.path must name (a warehouse unload; with compute.engine dask, the
     partitioned path of every stage).
@@ -136,15 +157,17 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
         # The committed params.yaml as the base: the default run measures what `dvc repro` does on main.
         new_repo(workdir, overrides, base=yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
         result["rows"] = yaml.safe_load((workdir / "params.yaml").read_text())["generate"]["rows"]
-        if own_table:
-            table = own_customer_table()
-            path = workdir / OWN_TABLE_DATA["path"]
+        if table is not None:
+            make, data = TABLES[table]
+            frame = make()
+            path = workdir / data["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(path, index=False)
-            result["rows"] = len(table)
-            result["table"] = (f"tests/helpers.py own_customer_table(): {len(table):,} rows, "
-                               f"{table.shape[1] - 2} feature columns, target \"{OWN_TABLE_DATA['target']}\" "
-                               f"({(table[OWN_TABLE_DATA['target']] == 'Yes').mean():.1%} \"Yes\")")
+            frame.to_csv(path, index=False)
+            result["rows"] = len(frame)
+            buyers = (frame[data["target"]].astype(str) == str(data["positive_label"])).mean()
+            result["table"] = (f"tests/helpers.py {make.__name__}(): {len(frame):,} rows, "
+                               f"{frame.shape[1] - 2} feature columns, target \"{data['target']}\" "
+                               f"({buyers:.1%} \"{data['positive_label']}\")")
         print(f"[{label}] {result['rows']:,} rows in {workdir}", file=sys.stderr)
         for stage, command in stage_commands(workdir):
             profile = workdir / f".profile-{stage}.jsonl"
@@ -246,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary copies")
     parser.add_argument("--own-table", action="store_true",
                         help="also run on tests/helpers.py's own_customer_table() (3,000 rows, a user's export)")
+    parser.add_argument("--three-column-table", action="store_true",
+                        help="also run on tests/helpers.py's three_column_table() (10,000 rows, log-odds linear "
+                             "in one column)")
     parser.add_argument("--flaml-python", default=DEFAULT_FLAML_PYTHON,
                         help="interpreter of the FLAML environment (benchmarks/requirements.txt; default "
                              "$FLAML_PYTHON or /tmp/flaml-venv/bin/python); absent: FLAML is recorded as not run")
@@ -267,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [] if args.no_default else [(DEFAULT_LABEL, {})]
     # The committed params, reading the own table instead of the generated customers.
     plan += [(OWN_TABLE_LABEL, {"data": dict(OWN_TABLE_DATA)})] if args.own_table else []
+    plan += [(THREE_COLUMN_LABEL, {"data": dict(THREE_COLUMN_DATA)})] if args.three_column_table else []
     if args.parquet_parts:
         sized["data.path"] = PARTS_PATH
     plan += [(f"{rows:,}", {"generate.rows": rows, **sized}) for rows in sorted(args.rows)]
@@ -283,12 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(json_path.read_text())
         runs, commands = previous["runs"], previous.get("commands", [])
     # Scoring generated customers needs a model of the generated table's columns.
-    scored_label = next((label for label, _ in reversed(plan) if label != OWN_TABLE_LABEL), None)
+    scored_label = next((label for label, _ in reversed(plan) if label not in TABLES), None)
     for label, overrides in plan:
-        own = label == OWN_TABLE_LABEL
-        parts = args.parquet_parts if label not in (DEFAULT_LABEL, OWN_TABLE_LABEL) else None
+        parts = args.parquet_parts if label != DEFAULT_LABEL and label not in TABLES else None
         run = benchmark_size(label, overrides, args.keep, args.score_rows if label == scored_label else None,
-                             log_dir, own_table=own, flaml=flaml, parquet_parts=parts)
+                             log_dir, table=label if label in TABLES else None, flaml=flaml, parquet_parts=parts)
         runs = [r for r in runs if r["label"] != label] + [run]
         runs.sort(key=lambda r: (r["label"] != DEFAULT_LABEL, r.get("rows", 0)))
         results = {"machine": machine(), "commands": commands + [command],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DEFAULT_LABEL = "default"
 OWN_TABLE_LABEL = "own table"
+THREE_COLUMN_LABEL = "three-column table"
 
 # The alternatives the quality target compares the pipeline with, as results.json names them
 # (run["quality"]["baselines"]) and as the tables print them.

@@ -18,7 +18,7 @@ from stages.lib import figures, plots
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
 from stages.lib.files import read_json, save_object, write_json
-from stages.lib.models import training_rows
+from stages.lib.models import ChosenModel, training_rows
 from stages.lib.params import load_params
 from stages.lib.thresholds import calibrate_and_choose
 
@@ -26,7 +26,7 @@ from stages.lib.thresholds import calibrate_and_choose
 def main(argv: Sequence[str]) -> None:
     parser = stage_parser(__doc__, "stages.calibrate")
     parser.add_argument("--train", required=True, help="processed training split (not resampled)")
-    parser.add_argument("--best-params", required=True, help="best LightGBM params from tune")
+    parser.add_argument("--best-params", required=True, help="the model family and params tune chose")
     parser.add_argument("--calibrator", required=True, help="output: fitted calibration (joblib)")
     parser.add_argument("--threshold", required=True, help="output: chosen threshold (JSON)")
     parser.add_argument("--metrics", required=True, help="output: out-of-fold metrics (JSON)")
@@ -34,10 +34,10 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    best_params = read_json(args.best_params)
+    chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
     with open_engine(params.compute) as engine:
         features, y = training_rows(engine, args.train, params, params.calibration.sample_size)
-        calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, best_params)
+        calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, chosen)
     save_object(calibrator, args.calibrator)
     write_json({**threshold.to_json(), "objective": params.threshold.objective,
                 "calibration": params.calibration.method}, args.threshold)

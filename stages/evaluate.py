@@ -29,7 +29,7 @@ from stages.lib.held_out import read_labels, score_held_out
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
-from stages.lib.ranking import Threshold
+from stages.lib.ranking import Threshold, ranking_scores
 from stages.lib.synthetic import true_probabilities_of
 from stages.lib.tables import read_table
 
@@ -60,7 +60,8 @@ def main(argv: Sequence[str]) -> None:
                                 engine.fit_threads(params.model, 1))
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
-    metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction)
+    metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction,
+                                            ranking_scores(probability, raw), params.base.seed)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     has_truth = args.true_probabilities is not None and Path(args.true_probabilities).is_file()
     if is_generated and has_truth:
@@ -71,9 +72,10 @@ def main(argv: Sequence[str]) -> None:
     plots_dir = Path(args.plots_dir)
     for name, records in plots.test_plot_data(y, probability, raw, threshold, params.evaluate).items():
         write_json(records, plots_dir / name)
-    importance = plots.feature_importance(model)
+    importance, measure = plots.feature_importance(model)
     write_json(importance.to_dict(orient="records"), plots_dir / plots.FEATURE_IMPORTANCE)
-    figures.save_figure(figures.feature_importance_figure(importance), plots_dir / plots.FEATURE_IMPORTANCE_IMAGE)
+    figures.save_figure(figures.feature_importance_figure(importance, measure),
+                        plots_dir / plots.FEATURE_IMPORTANCE_IMAGE)
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "

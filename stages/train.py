@@ -1,7 +1,8 @@
-"""train: fit LightGBM on the resampled training split with the tuned params.
+"""train: fit the model family tune chose on the resampled training split, with the tuned params.
 
-Writes the fitted classifier (joblib, what `evaluate` and `predict` load) and
-LightGBM's own text model, which is readable and loads without Python.
+Writes the fitted classifier (joblib, what `evaluate` and `predict` load) and a
+text model: LightGBM's own (readable, loads without Python), or the logistic
+regression's coefficient table.
 
     python -m stages.train --train data/resampled/train.parquet \
         --best-params models/best_params.json --model models/model.joblib \
@@ -15,25 +16,28 @@ from collections.abc import Sequence
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
 from stages.lib.files import atomic_path, read_json, save_object
-from stages.lib.models import train_model
+from stages.lib.models import LIGHTGBM, ChosenModel, model_text, train_model
 from stages.lib.params import load_params
 
 
 def main(argv: Sequence[str]) -> None:
     parser = stage_parser(__doc__, "stages.train")
     parser.add_argument("--train", required=True, help="resampled training table")
-    parser.add_argument("--best-params", required=True, help="best LightGBM params from tune")
+    parser.add_argument("--best-params", required=True, help="the model family and params tune chose")
     parser.add_argument("--model", required=True, help="output: fitted classifier (joblib)")
-    parser.add_argument("--model-text", required=True, help="output: LightGBM text model")
+    parser.add_argument("--model-text", required=True,
+                        help="output: LightGBM's text model, or the logistic regression's coefficients")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    best_params = read_json(args.best_params)
+    chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
     with open_engine(params.compute) as engine:
-        model, rows = train_model(engine, args.train, params, best_params)
+        model, rows = train_model(engine, args.train, params, chosen.params, chosen.family)
     save_object(model, args.model)
     with atomic_path(args.model_text) as tmp:
-        model.booster_.save_model(str(tmp))
-    print(f"train: {model.booster_.num_trees()} trees on {rows:,} rows, {model.n_features_in_} features")
+        tmp.write_text(model_text(model))
+    size = (f"{model.booster_.num_trees()} trees" if chosen.family == LIGHTGBM
+            else f"logistic regression, C={chosen.params.get('C', 1.0):g}")
+    print(f"train: {size} on {rows:,} rows, {model.n_features_in_} features")
 
 
 if __name__ == "__main__":

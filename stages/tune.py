@@ -1,8 +1,10 @@
-"""tune: Bayesian search of LightGBM hyperparameters (scikit-optimize's BayesSearchCV).
+"""tune: choose the model that ships (model.family) and its params.
 
+LightGBM's hyperparameters by Bayesian search (scikit-optimize's BayesSearchCV),
+the logistic regression's strength by a grid search; with model.family auto both,
+then the two tuned models compared on fresh folds (stages/lib/tuning.py says how).
 Cross-validation runs on the processed training split with the resampler inside
-each fold, so no synthetic row reaches a validation fold (stages/lib/tuning.py
-says why). The test split is never read.
+each fold, so no synthetic row reaches a validation fold. The test split is never read.
 
     python -m stages.tune --train data/processed/train.parquet \
         --best-params models/best_params.json --metrics metrics/tune.json \
@@ -19,40 +21,48 @@ from stages.lib.compute import open_engine
 from stages.lib.files import write_json
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
-from stages.lib.tuning import TuningProgress, edge_warning, edges_hit, tune_hyperparameters
+from stages.lib.tuning import LOGISTIC_REGRESSION, TuningProgress, choose_model, edge_warning, edges_hit
 
 
 def main(argv: Sequence[str]) -> None:
     parser = stage_parser(__doc__, "stages.tune")
     parser.add_argument("--train", required=True, help="processed training split (not resampled)")
-    parser.add_argument("--best-params", required=True, help="output: best LightGBM params (JSON)")
-    parser.add_argument("--metrics", required=True, help="output: best CV score and settings (JSON)")
-    parser.add_argument("--trace", required=True, help="output: score per iteration (plot JSON)")
+    parser.add_argument("--best-params", required=True,
+                        help="output: the model family that ships and its params (JSON)")
+    parser.add_argument("--metrics", required=True, help="output: cross-validated scores, the comparison and the "
+                        "choice (JSON)")
+    parser.add_argument("--trace", required=True, help="output: score per search iteration (plot JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    searches = params.model.family != LOGISTIC_REGRESSION
     with open_engine(params.compute) as engine:
         features, y = training_rows(engine, args.train, params, params.tune.sample_size)
-        result = tune_hyperparameters(engine, features, y, params,
-                                      TuningProgress(params.tune.n_iter, params.tune.scoring))
-    edges = edges_hit(result.best_params, params.tune)
-    write_json(result.best_params, args.best_params)
-    write_json({
-        "best_cv_score": result.best_score,
-        "scoring": params.tune.scoring,
-        "n_iter": params.tune.n_iter,
-        "cv_folds": params.tune.cv_folds,
-        "early_stopping_rounds": params.tune.early_stopping_rounds,
-        "rows": result.rows,
-        "best_params": result.best_params,
-        # Dimensions whose best value sits on the low or high end of its range: widen those.
-        "edges": edges,
-    }, args.metrics)
-    write_json(result.trace, args.trace)
-    warning = edge_warning(edges, result.best_params)
+        choice = choose_model(engine, features, y, params,
+                              TuningProgress(params.tune.n_iter, params.tune.scoring) if searches else None)
+    metrics = {"family": choice.chosen.family, "scoring": params.tune.scoring, "cv_folds": params.tune.cv_folds,
+               "rows": choice.rows}
+    warning = None
+    if choice.search is not None:
+        edges = edges_hit(choice.search.best_params, params.tune)
+        warning = edge_warning(edges, choice.search.best_params)
+        metrics["lightgbm"] = {
+            "best_cv_score": choice.search.best_score,
+            "n_iter": params.tune.n_iter,
+            "early_stopping_rounds": params.tune.early_stopping_rounds,
+            "best_params": choice.search.best_params,
+            # Dimensions whose best value sits on the low or high end of its range: widen those.
+            "edges": edges,
+        }
+    if choice.linear is not None:
+        metrics["logistic_regression"] = {"best_cv_score": choice.linear.best_score, "C": choice.linear.C}
+    if choice.comparison is not None:
+        metrics["comparison"] = choice.comparison.to_json()
+    write_json(choice.chosen.to_json(), args.best_params)
+    write_json(metrics, args.metrics)
+    write_json(choice.trace, args.trace)
     if warning:
         print(warning, file=sys.stderr)
-    print(f"tune: best cross-validated {params.tune.scoring} {result.best_score:.4f} "
-          f"after {params.tune.n_iter} iterations on {result.rows:,} rows")
+    print(choice.summary(params.tune.scoring))
 
 
 if __name__ == "__main__":

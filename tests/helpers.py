@@ -53,7 +53,7 @@ TEST_PARAMS: dict[str, Any] = {
     },
     "preprocess": {"test_size": 0.2, "rare_category_min_count": 10},
     "resample": {"method": "smote", "k_neighbors": 5, "sampling_strategy": 0.5},
-    "model": {"n_estimators": 30, "threads": "auto"},
+    "model": {"family": "auto", "n_estimators": 30, "threads": "auto"},
     "tune": {
         "n_iter": 2,
         "cv_folds": 2,
@@ -346,3 +346,27 @@ def own_customer_table(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
     probability = 1 / (1 + np.exp(-(-3.6 + 1.2 * hidden + 0.8 * (frame["segment_0"] == "alpha"))))
     frame["converted"] = np.where(rng.random(rows) < probability, "Yes", "No").astype(object)
     return pd.DataFrame(frame)
+
+
+# The `data` section of params.yaml for three_column_table() written to its path.
+THREE_COLUMN_DATA: dict[str, Any] = {
+    "path": "data/own/three_columns.csv", "target": "purchased", "positive_label": 1,
+    "id_columns": ["customer_id"], "categorical_columns": [], "duplicate_ids": "warn",
+}
+
+
+def three_column_table(rows: int = 10_000, seed: int = 3) -> pd.DataFrame:
+    """A small table where a logistic regression is the right model: the log-odds of buying are linear in
+    `visits`, and `noise_a` and `noise_b` carry nothing (about 8 % buyers).
+
+    The family tests and the benchmark (`--three-column-table`) use it.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, 3)).round(4), columns=["visits", "noise_a", "noise_b"])
+    probability = 1 / (1 + np.exp(-(-3.0 + 1.2 * frame["visits"])))
+    frame["purchased"] = (rng.random(rows) < probability).astype(np.int8)
+    frame.insert(0, "customer_id", np.arange(1, rows + 1))
+    return frame

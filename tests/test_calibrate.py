@@ -11,6 +11,7 @@ from sklearn.metrics import brier_score_loss
 from stages import calibrate
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.errors import DataError
+from stages.lib.models import LIGHTGBM, ChosenModel
 from stages.lib.params import ThresholdParams
 from stages.lib.ranking import Threshold
 from stages.lib.tables import write_table
@@ -146,7 +147,7 @@ def test_no_calibration_is_the_identity():
 
 def test_calibrate_and_choose_on_out_of_fold_predictions(engine, params, train_xy):
     features, y = train_xy
-    best = {"learning_rate": 0.1, "num_leaves": 15}
+    best = ChosenModel(LIGHTGBM, {"learning_rate": 0.1, "num_leaves": 15})
     calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, best)
     assert report["rows"] == len(y)
     assert threshold.raw is None  # the F1 objective decides on the calibrated probability alone
@@ -164,7 +165,7 @@ def test_cli_reads_only_training_split_and_best_params(tmp_path, raw_params, tra
     write_table(train_table, train_path)
     write_table(test_table, test_path)
     best_path = tmp_path / "best.json"
-    best_path.write_text(json.dumps({"learning_rate": 0.1, "num_leaves": 15}))
+    best_path.write_text(json.dumps({"family": "lightgbm", "params": {"learning_rate": 0.1, "num_leaves": 15}}))
     params_path = write_params(raw_params, tmp_path / "params.yaml")
     opened = read_spy(calibrate)
     calibrate.main(["--params", str(params_path), "--train", str(train_path), "--best-params", str(best_path),

@@ -211,8 +211,9 @@ def test_scoring_partitions_on_dask_gives_the_local_scores(reproduced_repo, dask
 @pytest.mark.e2e
 def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reproduced_repo, tmp_path):
     repo = copy_repo(reproduced_repo, tmp_path / "repo")
-    # Many trees, so the fit is still running when the worker goes.
+    # LightGBM with many trees, so the fit is still running on the workers when one goes.
     edit_params_file(repo / "params.yaml", {"compute.engine": "dask", "model.n_estimators": 20000})
+    write_json({"family": "lightgbm", "params": {"num_leaves": 8}}, repo / "models/best_params.json")
     outputs = [repo / "models/model.joblib", repo / "models/model.txt"]
     before = snapshot(outputs)
     folder = tmp_path / "cluster"
@@ -280,7 +281,7 @@ def dask_train(raw_params, resampled_table, tmp_path):
     raw_params["compute"]["engine"] = "dask"
     params_path = write_params(raw_params, tmp_path / "params.yaml")
     write_table(resampled_table, tmp_path / "train.parquet")
-    write_json({"num_leaves": 8}, tmp_path / "best.json")
+    write_json({"family": "lightgbm", "params": {"num_leaves": 8}}, tmp_path / "best.json")
     outputs = [tmp_path / "model.joblib", tmp_path / "model.txt"]
     for output in outputs:
         output.write_text("the model of an earlier run\n")

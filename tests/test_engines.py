@@ -24,11 +24,11 @@ from stages.lib.engines.dask import DaskEngine
 from stages.lib.engines.local import LocalEngine
 from stages.lib.errors import DataError
 from stages.lib.held_out import score_held_out
-from stages.lib.models import out_of_fold_scores, train_model
+from stages.lib.models import LOGISTIC_REGRESSION, model_text, out_of_fold_scores, train_model
 from stages.lib.resampling import resample_split
 from stages.lib.schema import LABEL, split_features
 from stages.lib.tables import read_table
-from stages.lib.tuning import tune_hyperparameters
+from stages.lib.tuning import choose_model, tune_hyperparameters
 from tests.helpers import local_dask_engine, parquet_parts_of
 
 pytestmark = pytest.mark.dask
@@ -162,6 +162,21 @@ def test_the_search_is_the_same_on_either_engine(params_with, train_xy, dask_eng
     on_dask = tune_hyperparameters(dask_engine, features, y, params)
     assert (on_dask.best_params, on_dask.best_score, on_dask.trace, on_dask.rows) == \
         (local.best_params, local.best_score, local.trace, local.rows)
+
+
+def test_the_family_choice_is_the_same_on_either_engine(params_with, train_xy, dask_engine):
+    # model.family auto: the search, the logistic regression's grid and the fresh-fold comparison.
+    features, y = train_xy
+    params = params_with(model__family="auto", tune__n_iter=2)
+    assert choose_model(dask_engine, features, y, params) == choose_model(LocalEngine(2), features, y, params)
+
+
+def test_a_logistic_regression_is_the_same_trained_on_either_engine(engine, params, resampled_table, dask_engine,
+                                                                   tmp_path):
+    parts = parquet_parts_of(resampled_table, tmp_path / "train", 3)
+    local, rows = train_model(engine, resampled_table, params, {"C": 0.1}, LOGISTIC_REGRESSION)
+    on_dask, dask_rows = train_model(dask_engine, parts, params, {"C": 0.1}, LOGISTIC_REGRESSION)
+    assert rows == dask_rows and model_text(on_dask) == model_text(local)
 
 
 def test_out_of_fold_scores_and_baselines_are_the_same_on_either_engine(params, train_xy, dask_engine):

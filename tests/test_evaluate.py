@@ -202,8 +202,10 @@ def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):
     metrics = evaluate_inputs()
     assert set(metrics["baselines"]) == {"logistic_regression", "default_lightgbm"}
     for numbers in metrics["baselines"].values():
-        assert set(numbers) == {"average_precision", "roc_auc", "precision_at_k", "capture_rate_at_top"}
+        assert set(numbers) == {"average_precision", "roc_auc", "precision_at_k", "capture_rate_at_top",
+                                "average_precision_difference_se"}
         assert 0.5 < numbers["roc_auc"] <= 1 and 0 < numbers["average_precision"] <= 1
+        assert 0 < numbers["average_precision_difference_se"] < 0.2
 
 
 def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
@@ -220,17 +222,20 @@ def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
     features, y = split_features(train, params.data.id_columns)
     test_features, test_y = split_features(test, params.data.id_columns)
     fitted = fit_baselines(engine, features, y, params.base.seed, params.model)
-    numbers = baseline_metrics(baseline_scores(fitted, test_features), test_y, 0.1)
+    scores = baseline_scores(fitted, test_features)
+    numbers = baseline_metrics(scores, test_y, 0.1, scores["default_lightgbm"], params.base.seed)
     ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
     assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)
 
 
 def test_a_baseline_that_ranks_better_is_named_in_one_note_line():
-    metrics = {"average_precision": 0.859, "baselines": {"logistic_regression": {"average_precision": 0.888},
-                                                         "default_lightgbm": {"average_precision": 0.842}}}
+    se = "average_precision_difference_se"
+    metrics = {"average_precision": 0.859,
+               "baselines": {"logistic_regression": {"average_precision": 0.888, se: 0.012},
+                             "default_lightgbm": {"average_precision": 0.842, se: 0.01}}}
     note = better_baselines_note(metrics)
     assert note.startswith("note: ") and "\n" not in note
-    assert "logistic_regression 0.8880 (+0.0290)" in note and "default_lightgbm" not in note
+    assert "logistic_regression 0.8880 (+0.0290, standard error 0.0120)" in note and "default_lightgbm" not in note
     metrics["average_precision"] = 0.888  # a tie is not "better"
     assert better_baselines_note(metrics) is None
 
@@ -254,3 +259,31 @@ def test_evaluate_prints_no_note_when_the_model_ranks_best(evaluate_inputs, caps
     assert all(b["average_precision"] <= metrics["average_precision"] for b in metrics["baselines"].values())
     assert "note: " not in capsys.readouterr().out
 
+
+
+def test_weighted_average_precision_is_scikit_learns_with_rows_repeated():
+    from stages.lib.metrics import _ordered, weighted_average_precision
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(500) < 0.1).astype(np.int8)
+    score = rng.integers(0, 40, 500).astype(float) + 3 * y  # many ties
+    ordered = _ordered(y, score)
+    assert weighted_average_precision(*ordered, np.ones(500)) == pytest.approx(average_precision_score(y, score),
+                                                                                abs=1e-12)
+    counts = rng.poisson(1.0, 500)
+    repeated = np.repeat(np.arange(500), counts)
+    assert weighted_average_precision(*ordered, counts.astype(float)) == pytest.approx(
+        average_precision_score(y[repeated], score[repeated]), abs=1e-12)
+
+
+def test_the_paired_bootstrap_measures_the_noise_of_a_difference():
+    from stages.lib.metrics import paired_bootstrap_se
+
+    rng = np.random.default_rng(2)
+    y = (rng.random(4000) < 0.05).astype(np.int8)
+    good = y + rng.normal(0, 0.8, 4000)
+    assert paired_bootstrap_se(y, good, good, seed=3) == 0  # the same ranking: no difference to be unsure of
+    close = good + rng.normal(0, 0.05, 4000)  # nearly the same ranking: the pairing cancels most noise
+    far = rng.normal(0, 1, 4000)              # an unrelated one
+    assert 0 < paired_bootstrap_se(y, good, close, seed=3) < paired_bootstrap_se(y, good, far, seed=3) < 0.1
+    assert paired_bootstrap_se(y, good, far, seed=3) == paired_bootstrap_se(y, good, far, seed=3)

@@ -13,6 +13,7 @@ import pytest
 from stages import calibrate, preprocess, resample, train, tune
 from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import write_json
+from stages.lib.models import LIGHTGBM, ChosenModel
 from stages.lib.preprocessing import preprocess_customers
 from stages.lib.schema import LABEL, SYNTHETIC
 from stages.lib.synthetic import generate_customers
@@ -22,7 +23,7 @@ from stages.lib.tuning import tune_hyperparameters
 from tests.helpers import write_params
 
 ID = "customer_id"
-BEST = {"learning_rate": 0.1, "num_leaves": 15}
+BEST = ChosenModel(LIGHTGBM, {"learning_rate": 0.1, "num_leaves": 15})
 
 
 def _features_only(frame: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +154,7 @@ def test_synthetic_rows_exist_only_in_the_resampled_file(stage_files, customers)
 
 def test_stages_after_preprocess_never_open_the_test_split(stage_files, read_spy):
     f = {k: str(v) for k, v in stage_files.items()}
-    write_json(BEST, stage_files["dir"] / "best.json")
+    write_json(BEST.to_json(), stage_files["dir"] / "best.json")
     best = str(stage_files["dir"] / "best.json")
     runs = [
         (resample, ["--train", f["train"], "--output", f["dir"] + "/r2.parquet", "--metrics", f["dir"] + "/r.json"]),

@@ -98,7 +98,10 @@ def test_metrics_have_every_key(repo):
     assert 0.5 < metrics["roc_auc"] <= metrics["ideal"]["roc_auc"] + 0.05
     assert json.loads((repo / "models" / "threshold.json").read_text())["threshold"] == metrics["threshold"]
     tune = json.loads((repo / "metrics" / "tune.json").read_text())
-    assert tune["n_iter"] == 2 and len(json.loads((repo / "metrics/plots/tune_trace.json").read_text())) == 2
+    trace = json.loads((repo / "metrics/plots/tune_trace.json").read_text())
+    assert tune["lightgbm"]["n_iter"] == 2 and len(trace) == 2
+    assert tune["family"] in ("lightgbm", "logistic_regression") and set(tune["comparison"]) >= {
+        "lightgbm", "logistic_regression", "difference", "standard_error"}
     resample = json.loads((repo / "metrics" / "resample.json").read_text())
     assert resample["after"]["buyers"] > resample["before"]["buyers"]
 
@@ -148,10 +151,11 @@ def test_evaluate_only_param_reruns_only_evaluate(repo):
 def test_metrics_diff_after_a_model_param_change(repo):
     commit_all(repo, "baseline run")
     old = read_metrics(repo)
-    # Switch between resampling and none, whichever the committed params do not use.
+    # Switch between resampling and none, whichever the committed params do not use, and ship LightGBM
+    # (the tests' small table may ship a logistic regression under model.family auto).
     current = yaml.safe_load((repo / "params.yaml").read_text())["resample"]["method"]
     other = "smote" if current == "none" else "none"
-    edit_params(repo, {"resample.method": other})
+    edit_params(repo, {"resample.method": other, "model.family": "lightgbm"})
     result = dvc("repro", cwd=repo)
     # Everything downstream of the resample params re-runs; generate and preprocess do not.
     assert stages_run(result.stdout) == ["resample", "tune", "calibrate", "train", "evaluate"]

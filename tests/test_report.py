@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.report_markdown import HEADLINE, format_change, format_value
+from stages.lib.report_markdown import HEADLINE, format_change, format_value, model_section
+from stages.lib.revisions import Revision
 from tests.helpers import copy_repo, dvc, edit_params_file, git, python_module
 
 pytestmark = pytest.mark.e2e
@@ -100,3 +101,17 @@ def test_the_report_says_plainly_when_a_baseline_wins():
     metrics["baselines"]["logistic_regression"]["average_precision"] = 0.39
     text = "\n".join(baselines_section(metrics))
     assert "better than every alternative" in text and "**" not in text
+
+
+def test_the_model_section_says_which_family_ships_and_when_it_changed():
+    base = Revision(label="main", detail="abc1234")
+    comparison = {"folds": 5, "repeats": 2, "lightgbm": 0.40, "logistic_regression": 0.38, "difference": 0.02,
+                  "standard_error": 0.004}
+    now = {"family": "lightgbm", "scoring": "average_precision", "comparison": comparison}
+    text = "\n".join(model_section(now, {"family": "lightgbm"}, base))
+    assert "Ships **LightGBM**, as main did." in text and "difference +0.0200 (standard error 0.0040)" in text
+    text = "\n".join(model_section(now, {"family": "logistic_regression"}, base))
+    assert "**The model family changed: logistic regression (main) → LightGBM.**" in text
+    by_hand = "\n".join(model_section({"family": "logistic_regression"}, None, base))
+    assert "Ships **logistic regression**." in by_hand and "no comparison was run" in by_hand
+    assert model_section(None, None, base) == []

@@ -102,7 +102,7 @@ def test_class_weight_turns_on_is_unbalance(engine, params_with, train_table):
 def test_cli_writes_joblib_and_text_models_that_agree(tmp_path, raw_params, resampled_table, test_table, params):
     resampled_path = tmp_path / "resampled.parquet"
     write_table(resampled_table, resampled_path)
-    write_json(BEST, tmp_path / "best.json")
+    write_json({"family": "lightgbm", "params": BEST}, tmp_path / "best.json")
     params_path = write_params(raw_params, tmp_path / "params.yaml")
     train.main(["--params", str(params_path), "--train", str(resampled_path),
                 "--best-params", str(tmp_path / "best.json"),

@@ -105,10 +105,12 @@ def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, te
     metrics = json.loads((tmp_path / "tune.json").read_text())
     trace = json.loads((tmp_path / "trace.json").read_text())
     best = json.loads((tmp_path / "best.json").read_text())
-    assert metrics["best_params"] == best
     assert metrics["rows"] == len(train_table)
     assert len(trace) == raw_params["tune"]["n_iter"]
-    assert metrics["best_cv_score"] == max(row["score"] for row in trace)
+    assert metrics["lightgbm"]["best_cv_score"] == max(row["score"] for row in trace)
+    searched = (metrics["lightgbm"]["best_params"] if best["family"] == "lightgbm"
+                else {"C": metrics["logistic_regression"]["C"]})
+    assert best["params"] == searched
 
 
 def test_edges_name_each_dimension_whose_best_value_sits_on_a_bound(params):
@@ -132,7 +134,8 @@ def test_the_stage_records_edges_and_warns_in_one_line(tmp_path, raw_params, tra
                            "--best-params", tmp_path / "best.json", "--metrics", tmp_path / "tune.json",
                            "--trace", tmp_path / "trace.json")
     recorded = json.loads((tmp_path / "tune.json").read_text())
-    assert recorded["edges"] == {"num_leaves": "low" if recorded["best_params"]["num_leaves"] == 4 else "high"}
+    searched = recorded["lightgbm"]
+    assert searched["edges"] == {"num_leaves": "low" if searched["best_params"]["num_leaves"] == 4 else "high"}
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "tune.search_space.num_leaves" in warnings[0]
 

@@ -4,8 +4,8 @@ They are comparisons, not models to ship: `evaluate` records each one's ranking
 and its precision and recall at the same contact budget as the model, in
 metrics.json's `baselines`, and the pull-request report says when one beats the model.
 
-- `logistic_regression`: one-hot categoricals, standardised numbers (preprocess
-  has already imputed them and added missing-value flags), L2-regularised.
+- `logistic_regression`: stages.lib.linear's logistic regression with C=1 (the
+  shipped logistic regression has its C chosen by cross-validation).
 - `default_lightgbm`: LightGBM with its own defaults (100 trees, 31 leaves): no
   tuning, no resampling, no calibration.
 
@@ -15,38 +15,20 @@ scored on the test split alone.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from lightgbm import LGBMClassifier
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from stages.lib.compute import Engine
-from stages.lib.exact import round_linear_model, round_significant_bits
-from stages.lib.metrics import top_of_list_metrics
+from stages.lib.linear import logistic_regression
+from stages.lib.metrics import paired_bootstrap_se, top_of_list_metrics
 from stages.lib.params import ModelParams
-from stages.lib.schema import categorical_columns_of
 
 BASELINES = ("logistic_regression", "default_lightgbm")
-# The logistic regression is solved by Newton's method to a tight tolerance (with one level of
-# each category dropped, the problem is well conditioned: coefficients agree to 1e-13 across
-# OpenBLAS kernels) and its coefficients rounded, so the kernel a CPU picks cannot move them.
-COEFFICIENT_DIGITS = 6
-
-
-def logistic_regression(features: pd.DataFrame) -> Pipeline:
-    categorical = categorical_columns_of(features)
-    numeric = [c for c in features.columns if c not in set(categorical)]
-    encode = ColumnTransformer([
-        ("categories", OneHotEncoder(drop="first", handle_unknown="ignore", sparse_output=False), categorical),
-        ("numbers", StandardScaler(), numeric),
-    ])
-    model = LogisticRegression(solver="newton-cholesky", tol=1e-10, max_iter=100)
-    return Pipeline([("encode", encode), ("model", model)])
 
 
 def default_lightgbm(seed: int, threads: int) -> LGBMClassifier:
@@ -55,9 +37,7 @@ def default_lightgbm(seed: int, threads: int) -> LGBMClassifier:
 
 def _fitted(name: str, features: pd.DataFrame, y: np.ndarray, seed: int, threads: int):
     if name == "logistic_regression":
-        linear = logistic_regression(features).fit(features, y)
-        round_linear_model(linear.named_steps["model"], COEFFICIENT_DIGITS)
-        return linear
+        return logistic_regression(features).fit(features, y)
     return default_lightgbm(seed, threads).fit(features, y)
 
 
@@ -73,13 +53,14 @@ def fit_baselines(engine: Engine, features: pd.DataFrame, y: np.ndarray, seed: i
 
 def baseline_scores(fitted: dict[str, object], features: pd.DataFrame) -> dict[str, np.ndarray]:
     """Each baseline's score of every row."""
-    # Rounded to 24 bits: the probabilities of the logistic regression pass through BLAS and np.exp.
-    return {name: round_significant_bits(model.predict_proba(features)[:, 1]) if len(features) else np.empty(0)
+    return {name: model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
             for name, model in fitted.items()}
 
 
-def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction: float) -> dict:
-    """Each baseline's ranking numbers on the test rows, and its precision and recall at the contact budget."""
+def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction: float, model_ranking: np.ndarray,
+                     seed: int) -> dict:
+    """Each baseline's ranking numbers on the test rows, its precision and recall at the contact budget, and
+    the standard error of the model's average precision minus its own (paired bootstrap of the test rows)."""
     results = {}
     for name, score in scores.items():
         top = top_of_list_metrics(y, score, top_fraction)
@@ -88,6 +69,7 @@ def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction:
             "roc_auc": float(roc_auc_score(y, score)),
             "precision_at_k": top["precision_at_k"],
             "capture_rate_at_top": top["capture_rate_at_top"],
+            "average_precision_difference_se": paired_bootstrap_se(y, model_ranking, score, seed),
         }
     return results
 
@@ -100,7 +82,10 @@ def better_baselines_note(metrics: dict) -> str | None:
                      if numbers["average_precision"] > model), reverse=True)
     if not better:
         return None
-    named = ", ".join(f"{name} {score:.4f} (+{score - model:.4f})" for score, name in better)
+    baselines = metrics["baselines"]
+    named = ", ".join(f"{name} {score:.4f} (+{score - model:.4f}, standard error "
+                      f"{baselines[name].get('average_precision_difference_se', math.nan):.4f})"
+                      for score, name in better)
     return (f"note: on the test split a baseline ranks better than the model (average precision {model:.4f}): "
             f"{named}; metrics.json's baselines have the rest")
 

@@ -24,13 +24,13 @@ def save_figure(figure: plt.Figure, path: str | Path) -> None:
     plt.close(figure)
 
 
-def feature_importance_figure(importance: pd.DataFrame, top: int = 25) -> plt.Figure:
-    """Horizontal bars of the `top` features by gain, largest at the top."""
-    shown = importance.sort_values("gain", ascending=True).tail(top)
+def feature_importance_figure(importance: pd.DataFrame, measure: str, top: int = 25) -> plt.Figure:
+    """Horizontal bars of the `top` features by importance (`measure` says what it is), largest at the top."""
+    shown = importance.sort_values("importance", ascending=True).tail(top)
     figure, axis = plt.subplots(figsize=(7, max(3, 0.28 * len(shown) + 1)))
-    axis.barh(shown["feature"], shown["gain"], color="#3b75af")
-    axis.set_xlabel("total gain")
-    axis.set_title(f"LightGBM feature importance (gain), top {len(shown)}")
+    axis.barh(shown["feature"], shown["importance"], color="#3b75af")
+    axis.set_xlabel(measure.split(": ", 1)[1])
+    axis.set_title(f"Feature importance ({measure}), top {len(shown)}")
     axis.grid(axis="x", alpha=0.3)
     return figure
 

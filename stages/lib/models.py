@@ -1,7 +1,9 @@
-"""The estimators the model stages share: LightGBM, the resampling pipeline, cross-validation rows.
+"""The estimators the model stages share: either model family, the resampling pipeline, cross-validation rows.
 
 `tune`, `calibrate` and `train` build their models here, so cross-validation,
-out-of-fold predictions and the final fit use the same objects. The resampler
+out-of-fold predictions and the final fit use the same objects. Two families can
+ship: LightGBM and a logistic regression (stages.lib.linear); `tune` chooses
+(stages.lib.tuning) and writes the choice to models/best_params.json. The resampler
 sits inside an imbalanced-learn Pipeline: it runs only while fitting, so in
 cross-validation it sees each training fold and never a validation fold.
 """
@@ -9,6 +11,7 @@ cross-validation it sees each training fold and never a validation fold.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,35 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 
 from stages.lib import resampling
 from stages.lib.compute import Engine
-from stages.lib.errors import DataError
+from stages.lib.errors import ArtifactError, DataError
+from stages.lib.linear import logistic_regression
+from stages.lib.linear import model_text as linear_model_text
 from stages.lib.params import ModelParams, Params, ResampleParams
 from stages.lib.sampling import sample_table
 from stages.lib.schema import split_features
+
+LIGHTGBM, LOGISTIC_REGRESSION = "lightgbm", "logistic_regression"
+FAMILIES = (LIGHTGBM, LOGISTIC_REGRESSION)
+
+
+@dataclass(frozen=True)
+class ChosenModel:
+    """What `tune` chose: the family that ships and its tuned params (LightGBM's, or the logistic
+    regression's C); models/best_params.json holds it."""
+
+    family: str
+    params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "params": self.params}
+
+    @classmethod
+    def from_json(cls, content: Any, source: str) -> ChosenModel:
+        if not isinstance(content, dict) or content.get("family") not in FAMILIES \
+                or not isinstance(content.get("params"), dict):
+            raise ArtifactError(f"{source}: not a model choice written by tune (expected a family, one of "
+                                f"{', '.join(FAMILIES)}, and its params); run `dvc repro tune`")
+        return cls(content["family"], content["params"])
 
 
 def training_rows(engine: Engine, path: str | Path, params: Params,
@@ -140,34 +168,60 @@ def make_early_stopping_pipeline(model: ModelParams, resample: ResampleParams, s
     ])
 
 
+def make_logistic_regression(features: pd.DataFrame, resample: ResampleParams,
+                             tuned: dict[str, Any] | None = None):
+    """The logistic regression for tables with `features`' columns; tuned: {"C": ...}."""
+    return logistic_regression(features, balanced=resample.method == "class_weight", **(tuned or {}))
+
+
 def make_pipeline(model: ModelParams, resample: ResampleParams, seed: int, threads: int,
-                  tuned: dict[str, Any] | None = None) -> Pipeline:
-    """Resampler (or passthrough) followed by LightGBM; tuned keys are model params."""
+                  tuned: dict[str, Any] | None = None, family: str = LIGHTGBM,
+                  features: pd.DataFrame | None = None) -> Pipeline:
+    """Resampler (or passthrough) followed by the family's model; tuned keys are model params.
+    The logistic regression needs the `features` it will see (their columns and categories)."""
     sampler = resampling.make_resampler(resample, seed)
+    estimator = (make_logistic_regression(features, resample, tuned) if family == LOGISTIC_REGRESSION
+                 else make_classifier(model, resample, seed, threads, tuned))
     return Pipeline([
         ("resample", sampler if sampler is not None else "passthrough"),
-        ("model", make_classifier(model, resample, seed, threads, tuned)),
+        ("model", estimator),
     ])
 
 
 def out_of_fold_scores(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params,
-                       best_params: dict) -> np.ndarray:
+                       best_params: dict, family: str = LIGHTGBM) -> np.ndarray:
     """Every row's score from a model fitted (and resampled) on the other folds; the folds fit side by side."""
     folds = StratifiedKFold(n_splits=params.calibration.cv_folds, shuffle=True, random_state=params.base.seed)
     check_fold_sizes(y, folds, params.resample, "calibration.cv_folds", "calibration rows")
     pipeline = make_pipeline(params.model, params.resample, params.base.seed,
-                             engine.fit_threads(params.model, folds.n_splits), best_params)
+                             engine.fit_threads(params.model, folds.n_splits), best_params, family, features)
     with engine.parallel(folds.n_splits) as n_jobs:
         return cross_val_predict(pipeline, features, y, cv=folds, method="predict_proba", n_jobs=n_jobs)[:, 1]
 
 
-def train_model(engine: Engine, path: str | Path, params: Params, best_params: dict) -> tuple[LGBMClassifier, int]:
-    """The final model: LightGBM on every row of the (resampled) training table with the tuned params,
-    fitted where the engine says (Engine.fit); returns it, as the same bytes on any machine, and the rows."""
+def train_model(engine: Engine, path: str | Path, params: Params, best_params: dict,
+                family: str = LIGHTGBM) -> tuple[Any, int]:
+    """The final model on every row of the (resampled) training table with the tuned params; returns it,
+    as the same bytes on any machine, and the rows.
+
+    LightGBM is fitted where the engine says (Engine.fit: on a Dask cluster, data-parallel on the
+    workers). The logistic regression is one Newton solve over a few dozen columns: it is fitted in
+    this process, on the table gathered from wherever the engine keeps it.
+    """
+    if family == LOGISTIC_REGRESSION:
+        features, y = split_features(engine.gather(path), params.data.id_columns, str(path))
+        return make_logistic_regression(features, params.resample, best_params).fit(features, y), len(y)
     classifier = make_classifier(params.model, params.resample, params.base.seed,
                                  engine.fit_threads(params.model, 1), best_params)
     model, rows = engine.fit(classifier, path, params.data.id_columns)
     return without_machine(model), rows
+
+
+def model_text(model) -> str:
+    """models/model.txt: LightGBM's own text model, or the logistic regression's coefficient table."""
+    if isinstance(model, LGBMClassifier):
+        return model.booster_.model_to_string()
+    return linear_model_text(model)
 
 
 # What a fitted LightGBM records of the machine it ran on, not of what it learned: its threads, and the

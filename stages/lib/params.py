@@ -32,6 +32,8 @@ DIMENSION_TYPES = ("real", "integer")
 DUPLICATE_ID_POLICIES = ("warn", "error")
 GENERATE_TRUTHS = ("nonlinear", "linear")
 ENGINES = ("local", "dask")
+# model.family: which model ships; `auto` compares the tuned LightGBM with a logistic regression (stages/lib/tuning.py).
+MODEL_FAMILIES = ("auto", "lightgbm", "logistic_regression")
 # model.threads: the cores a fit gets (stages/lib/compute.py); sample_rows: every row up to a size, a sample above.
 AUTO = "auto"
 # What `auto` means for each sample_rows: every row of the training split up to this many, a stratified
@@ -96,6 +98,7 @@ class ResampleParams(_Section):
 
 
 class ModelParams(_Section):
+    family: Literal[MODEL_FAMILIES] = "auto"
     n_estimators: int = Field(ge=1)
     threads: Count = AUTO
 

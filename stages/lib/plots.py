@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMClassifier
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from stages.lib.linear import coefficients
 from stages.lib.params import EvaluateParams
 from stages.lib.ranking import Threshold, ranking_scores
 
@@ -74,9 +76,17 @@ def test_plot_data(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, thre
     }
 
 
-def feature_importance(model) -> pd.DataFrame:
-    """LightGBM's total gain per feature, largest first."""
-    booster = model.booster_
-    gain = booster.feature_importance(importance_type="gain")
-    return (pd.DataFrame({"feature": booster.feature_name(), "gain": gain.round(3)})
-            .sort_values(["gain", "feature"], ascending=[False, True]).reset_index(drop=True))
+def feature_importance(model) -> tuple[pd.DataFrame, str]:
+    """What the model leans on most, largest first, and what the number is: LightGBM's total gain per
+    feature, or the logistic regression's absolute coefficient per term (a number's per standard
+    deviation, a level's against its column's reference level)."""
+    if isinstance(model, LGBMClassifier):
+        booster = model.booster_
+        table = pd.DataFrame({"feature": booster.feature_name(),
+                              "importance": booster.feature_importance(importance_type="gain").round(3)})
+        measure = "LightGBM: total gain"
+    else:
+        terms = coefficients(model).iloc[1:]  # without the intercept
+        table = pd.DataFrame({"feature": terms["term"], "importance": terms["coefficient"].abs().round(6)})
+        measure = "logistic regression: |standardised coefficient|"
+    return table.sort_values(["importance", "feature"], ascending=[False, True]).reset_index(drop=True), measure

@@ -219,10 +219,38 @@ def plots_section(root: Path, base: Revision, plots_dir: Path, report_dir: Path)
     return lines + [""]
 
 
+TUNE_FILE = "metrics/tune.json"
+FAMILY_NAMES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression"}
+
+
+def model_section(tune: Any, base_tune: Any, base: Revision) -> list[str]:
+    """Which model family ships, whether that changed, and the fresh-fold comparison that chose it."""
+    if not isinstance(tune, dict) or tune.get("family") not in FAMILY_NAMES:
+        return []
+    family = FAMILY_NAMES[tune["family"]]
+    before = base_tune.get("family") if isinstance(base_tune, dict) else None
+    lines = ["## Model", ""]
+    if before is not None and before != tune["family"]:
+        lines.append(f"**The model family changed: {FAMILY_NAMES.get(before, before)} ({base.label}) → {family}.**")
+    else:
+        lines.append(f"Ships **{family}**" + (f", as {base.label} did." if before else "."))
+    comparison = tune.get("comparison")
+    if isinstance(comparison, dict):
+        lines += ["", f"Chosen on {comparison['folds']}x{comparison['repeats']} fresh folds of the training split "
+                  f"({tune.get('scoring')}): LightGBM {format_value(comparison['lightgbm'])}, logistic regression "
+                  f"{format_value(comparison['logistic_regression'])}, difference "
+                  f"{comparison['difference']:+.4f} (standard error {format_value(comparison['standard_error'])}); "
+                  "LightGBM ships only when it wins by more than one standard error."]
+    else:
+        lines += ["", "Set by `model.family`; no comparison was run."]
+    return lines + [""]
+
+
 BASELINE_NAMES = {"logistic_regression": "logistic regression", "default_lightgbm": "LightGBM, default settings"}
 BASELINE_METRICS = (("average_precision", "average precision"), ("roc_auc", "ROC AUC"),
                     ("precision_at_k", "precision at the contact budget"),
-                    ("capture_rate_at_top", "buyers reached at the contact budget"))
+                    ("capture_rate_at_top", "buyers reached at the contact budget"),
+                    ("average_precision_difference_se", "standard error of the average precision difference"))
 
 
 def baselines_section(metrics: Any) -> list[str]:
@@ -271,6 +299,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
         headline_sentence(metrics, base_revision),
         "",
         *metrics_section(metrics, order, base_revision, workspace),
+        *model_section(revision_json(root, None, TUNE_FILE), revision_json(root, base, TUNE_FILE), base_revision),
         *baselines_section(revision_json(root, None, METRICS_FILE)),
         *params_section(params, base_revision, workspace),
         *plots_section(root, base_revision, plots_dir, report_dir),

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from lightgbm import LGBMClassifier
 
 from stages.lib.artifacts import verify_artifacts
 from stages.lib.features import CustomerPreprocessor
@@ -59,9 +60,7 @@ class ScoringModel:
 
     def scores_of(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw scores) of processed features."""
-        # Prediction is per row, so any thread count gives the same scores.
-        raw = self.model.predict_proba(features, num_threads=self.threads)[:, 1]
-        return np.asarray(self.calibrator.transform(raw), dtype=np.float64), raw
+        return score_features(features, self.model, self.calibrator, self.threads)
 
     def probabilities(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw scores) of customer rows."""
@@ -171,9 +170,17 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     return scores, ignored
 
 
+def raw_scores(model, features: pd.DataFrame, threads: int) -> np.ndarray:
+    """The model's own probability of buying, for either family (LightGBM with `threads` threads)."""
+    if isinstance(model, LGBMClassifier):
+        # Prediction is per row, so any thread count gives the same scores.
+        return model.predict_proba(features, num_threads=threads)[:, 1]
+    return model.predict_proba(features)[:, 1]  # stages.lib.linear: rounded, the same on any CPU
+
+
 def score_features(features: pd.DataFrame, model, calibrator, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated probabilities, raw scores) of processed features, such as the test split's."""
-    raw = model.predict_proba(features, num_threads=threads)[:, 1]
+    raw = raw_scores(model, features, threads)
     return np.asarray(calibrator.transform(raw), dtype=np.float64), raw
 
 

@@ -17,7 +17,7 @@ from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.compute import Engine
 from stages.lib.errors import DataError
 from stages.lib.metrics import decision_metrics, top_count
-from stages.lib.models import out_of_fold_scores
+from stages.lib.models import ChosenModel, out_of_fold_scores
 from stages.lib.params import Params, ThresholdParams
 from stages.lib.ranking import Threshold, best_first, ranking_scores
 
@@ -55,9 +55,10 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
     return Threshold(float(reaching["threshold"].iloc[0]))
 
 
-def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params, best_params: dict):
-    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions."""
-    raw = out_of_fold_scores(engine, features, y, params, best_params)
+def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params,
+                         chosen: ChosenModel):
+    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions of the chosen model."""
+    raw = out_of_fold_scores(engine, features, y, params, chosen.params, chosen.family)
     calibrator = ProbabilityCalibrator(params.calibration.method).fit(raw, y)
     scores = calibrator.transform(raw)
     threshold = choose_threshold(y, scores, raw, params.threshold)

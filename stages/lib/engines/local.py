@@ -20,6 +20,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from stages.lib.compute import FITS_PER_CORE, Engine, PartitionFunction, local_workers
 from stages.lib.params import AUTO, ModelParams
@@ -85,7 +86,12 @@ class LocalEngine(Engine):
         return model.threads
 
     def _joblib_backend(self, jobs: int) -> contextlib.AbstractContextManager:
-        return joblib.parallel_backend("threading", n_jobs=jobs)
+        stack = contextlib.ExitStack()
+        stack.enter_context(joblib.parallel_backend("threading", n_jobs=jobs))
+        # OpenBLAS gives every call all the cores: with fits side by side that is jobs x cores threads,
+        # which made the logistic regressions' grid 3.6x slower on 2 cores. Each fit gets its share.
+        stack.enter_context(threadpool_limits(limits=max(1, self.workers // jobs), user_api="blas"))
+        return stack
 
     def fit(self, classifier, path: str | Path, id_columns: Sequence[str]) -> tuple[Any, int]:
         features, y = split_features(self.gather(path), list(id_columns), str(path))

@@ -39,15 +39,20 @@ def main(argv: Sequence[str]) -> None:
         features, y = training_rows(engine, args.train, params, params.calibration.sample_size)
         calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, chosen)
     save_object(calibrator, args.calibrator)
-    write_json({**threshold.to_json(), "objective": params.threshold.objective,
-                "calibration": params.calibration.method}, args.threshold)
+    objective = params.threshold
+    costs = ({"buyer_value": objective.buyer_value, "contact_cost": objective.contact_cost}
+             if objective.objective == "profit" else {})
+    write_json({**threshold.to_json(), "objective": objective.objective,
+                "calibration": params.calibration.method, **costs}, args.threshold)
     write_json(report, args.metrics)
     write_json(plots.downsample_records(curve, "threshold"), args.threshold_curve)
     figures.save_figure(figures.threshold_figure(curve, threshold.probability, params.threshold.objective),
                         args.threshold_image)
+    gain = (f", profit {report['oof_profit']['realised']:,.0f} from {report['oof_profit']['contacts']:,} contacts"
+            if "oof_profit" in report else "")
     print(f"calibrate ({params.calibration.method}): threshold {threshold.probability:.4f} "
           f"for {params.threshold.objective}; "
-          f"out-of-fold precision {report['oof_precision']:.3f}, recall {report['oof_recall']:.3f}")
+          f"out-of-fold precision {report['oof_precision']:.3f}, recall {report['oof_recall']:.3f}{gain}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.held_out import read_labels, score_held_out
-from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics
+from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_metrics
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
 from stages.lib.ranking import Threshold, ranking_scores
@@ -52,7 +52,8 @@ def main(argv: Sequence[str]) -> None:
     check_test_labels(read_labels(args.test), args.test)  # before any work: a split without buyers measures nothing
     model = load_object(args.model)
     calibrator = load_object(args.calibrator)
-    threshold = Threshold.from_json(read_json(args.threshold))
+    saved = read_json(args.threshold)  # the threshold, and with objective profit its costs
+    threshold = Threshold.from_json(saved)
     with open_engine(params.compute) as engine:
         train_features, train_y = training_rows(engine, args.train, params, params.evaluate.baseline_sample_size)
         fitted = fit_baselines(engine, train_features, train_y, params.base.seed, params.model)
@@ -60,6 +61,14 @@ def main(argv: Sequence[str]) -> None:
                                 engine.fit_threads(params.model, 1))
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
+    if saved.get("objective") == "profit":
+        metrics["profit"] = {
+            "buyer_value": saved["buyer_value"], "contact_cost": saved["contact_cost"],
+            **profit_metrics(y, probability, threshold.flags(probability, raw), saved["buyer_value"],
+                             saved["contact_cost"]),
+            **{f"{name}_at_0_5": value for name, value in profit_metrics(
+                y, probability, probability >= 0.5, saved["buyer_value"], saved["contact_cost"]).items()},
+        }
     metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction,
                                             ranking_scores(probability, raw), params.base.seed)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
@@ -80,6 +89,11 @@ def main(argv: Sequence[str]) -> None:
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "
           f"{metrics['average_precision']:.3f}, ROC AUC {metrics['roc_auc']:.3f}")
+    if "profit" in metrics:
+        gain = metrics["profit"]
+        print(f"evaluate: profit on the test split {gain['realised']:,.0f} (expected {gain['expected']:,.0f}) from "
+              f"{gain['contacts']:,} contacts; at 0.5: {gain['realised_at_0_5']:,.0f} from "
+              f"{gain['contacts_at_0_5']:,}")
     note = better_baselines_note(metrics)
     if note:
         print(note)

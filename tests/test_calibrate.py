@@ -179,3 +179,29 @@ def test_cli_reads_only_training_split_and_best_params(tmp_path, raw_params, tra
     assert report["objective"] == saved["objective"]
     assert saved["objective"] == raw_params["threshold"]["objective"]
     assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_the_profit_objective_picks_the_most_profitable_threshold(params_with):
+    rng = np.random.default_rng(7)
+    probability = rng.beta(0.5, 8, 6000).round(3)  # calibrated, with ties
+    y = (rng.random(6000) < probability).astype(np.int8)
+    objective = params_with(threshold__objective="profit", threshold__contact_cost=2.0,
+                            threshold__buyer_value=30.0).threshold
+    chosen = choose_threshold(y, probability, probability, objective)
+    profits = {t: 30.0 * y[probability >= t].sum() - 2.0 * (probability >= t).sum() for t in np.unique(probability)}
+    best = max(profits.values())
+    assert profits[chosen.probability] == best
+    assert chosen.probability == max(t for t, value in profits.items() if value == best)  # fewest contacts
+    # Calibrated probabilities: contacting pays from about cost / value = 0.067 up.
+    assert 0.03 < chosen.probability < 0.12
+    curve = threshold_curve(y, probability, objective)
+    assert curve.set_index("threshold")["profit"].to_dict() == pytest.approx(profits)
+
+
+def test_evaluate_reports_the_profit_at_the_threshold_and_at_one_half():
+    from stages.lib.metrics import profit_metrics
+
+    y = np.array([1, 0, 1, 0, 0])
+    probability = np.array([0.9, 0.6, 0.3, 0.2, 0.1])
+    numbers = profit_metrics(y, probability, probability >= 0.25, buyer_value=10.0, contact_cost=1.0)
+    assert numbers == {"expected": pytest.approx(10 * 1.8 - 3), "realised": 10 * 2 - 3, "contacts": 3}

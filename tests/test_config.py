@@ -81,6 +81,15 @@ def test_unknown_choice_lists_the_allowed_ones(raw_params):
     assert "smote" in problem and "class_weight" in problem
 
 
+def test_a_model_family_and_profit_costs_are_checked(raw_params):
+    raw_params["model"]["family"] = "forest"
+    raw_params["threshold"].update(objective="profit", contact_cost=0, buyer_value=-5)
+    family, cost, value = problems_of(raw_params)
+    assert family.startswith("params.yaml: model.family is 'forest'; allowed: ") and "logistic_regression" in family
+    assert cost == "params.yaml: threshold.contact_cost is 0.0; it must be > 0.0"
+    assert value == "params.yaml: threshold.buyer_value is -5.0; it must be > 0.0"
+
+
 def test_nested_search_space_problem_has_the_full_path(raw_params):
     raw_params["tune"]["search_space"]["learning_rate"]["prior"] = "log"
     (problem,) = problems_of(raw_params)

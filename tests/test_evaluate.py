@@ -262,12 +262,12 @@ def test_evaluate_prints_no_note_when_the_model_ranks_best(evaluate_inputs, caps
 
 
 def test_weighted_average_precision_is_scikit_learns_with_rows_repeated():
-    from stages.lib.metrics import _ordered, weighted_average_precision
+    from stages.lib.metrics import ranked, weighted_average_precision
 
     rng = np.random.default_rng(1)
     y = (rng.random(500) < 0.1).astype(np.int8)
     score = rng.integers(0, 40, 500).astype(float) + 3 * y  # many ties
-    ordered = _ordered(y, score)
+    ordered = ranked(y, score)
     assert weighted_average_precision(*ordered, np.ones(500)) == pytest.approx(average_precision_score(y, score),
                                                                                 abs=1e-12)
     counts = rng.poisson(1.0, 500)

@@ -47,6 +47,11 @@ def threshold_figure(curve: pd.DataFrame, chosen: float, objective: str) -> plt.
     axis.set_ylim(0, 1.02)
     axis.set_title("Out-of-fold precision, recall and F1 by threshold (training split)")
     axis.legend(loc="center right")
+    if "profit" in curve:
+        money = axis.twinx()
+        money.plot(curve["threshold"], curve["profit"], color="#7f3fbf", linestyle=":", label="profit")
+        money.set_ylabel("profit: buyer value x buyers reached - contact cost x contacts")
+        money.legend(loc="upper right")
     axis.grid(alpha=0.3)
     return figure
 

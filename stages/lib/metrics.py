@@ -117,15 +117,30 @@ def check_test_labels(y: np.ndarray, source: str) -> None:
 BOOTSTRAP_RESAMPLES = 200
 
 
-def _ordered(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ranked(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows in descending score order, their labels, and the last position of each run of equal scores."""
     order = np.argsort(-score, kind="stable")
     ordered = score[order]
     return order, y[order].astype(np.float64), np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
 
 
+def profit(buyers_reached, contacts, buyer_value: float, contact_cost: float):
+    """What a campaign earns: the buyers it reaches at buyer_value each, less contact_cost per contact."""
+    return buyer_value * np.asarray(buyers_reached, dtype=np.float64) - contact_cost * np.asarray(contacts)
+
+
+def profit_metrics(y: np.ndarray, probability: np.ndarray, flagged: np.ndarray, buyer_value: float,
+                   contact_cost: float) -> dict:
+    """Expected profit of contacting the flagged customers (their calibrated probabilities, before the
+    outcome is known) and the profit realised (the buyers among them)."""
+    contacts = int(flagged.sum())
+    return {"expected": float(profit(probability[flagged].sum(), contacts, buyer_value, contact_cost)),
+            "realised": float(profit(int(y[flagged].sum()), contacts, buyer_value, contact_cost)),
+            "contacts": contacts}
+
+
 def weighted_average_precision(order: np.ndarray, y: np.ndarray, ends: np.ndarray, weights: np.ndarray) -> float:
-    """scikit-learn's average precision with each row counted `weights` times (the rest from `_ordered`)."""
+    """scikit-learn's average precision with each row counted `weights` times (the rest from `ranked`)."""
     weights = weights[order]
     tp = np.cumsum(weights * y)[ends]
     fp = np.cumsum(weights * (1 - y))[ends]
@@ -144,7 +159,7 @@ def paired_bootstrap_se(y: np.ndarray, score: np.ndarray, other: np.ndarray, see
     digits: it is a measure of noise.
     """
     rng = np.random.default_rng(seed)
-    ours, theirs = _ordered(y, score), _ordered(y, other)
+    ours, theirs = ranked(y, score), ranked(y, other)
     differences = []
     for _ in range(resamples):
         weights = rng.poisson(1.0, len(y)).astype(np.float64)

@@ -26,7 +26,7 @@ DEFAULT_PARAMS_PATH = "params.yaml"
 
 RESAMPLE_METHODS = ("none", "class_weight", "smote", "smotenc", "borderline_smote", "adasyn")
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
-THRESHOLD_OBJECTIVES = ("f1", "min_precision", "top_fraction")
+THRESHOLD_OBJECTIVES = ("f1", "min_precision", "top_fraction", "profit")
 PRIORS = ("uniform", "log-uniform")
 DIMENSION_TYPES = ("real", "integer")
 DUPLICATE_ID_POLICIES = ("warn", "error")
@@ -144,6 +144,9 @@ class ThresholdParams(_Section):
     objective: Literal[THRESHOLD_OBJECTIVES]
     min_precision: float = Field(default=0.5, gt=0.0, le=1.0)
     top_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    # objective profit: what contacting one customer costs, and what one buyer reached is worth.
+    contact_cost: float = Field(default=1.0, gt=0.0)
+    buyer_value: float = Field(default=20.0, gt=0.0)
 
 
 class EvaluateParams(_Section):

@@ -16,19 +16,27 @@ from sklearn.metrics import average_precision_score, brier_score_loss, precision
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.compute import Engine
 from stages.lib.errors import DataError
-from stages.lib.metrics import decision_metrics, top_count
+from stages.lib.metrics import decision_metrics, profit, profit_metrics, ranked, top_count
 from stages.lib.models import ChosenModel, out_of_fold_scores
 from stages.lib.params import Params, ThresholdParams
 from stages.lib.ranking import Threshold, best_first, ranking_scores
 
 
-def threshold_curve(y: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-    """Precision, recall and F1 of `score >= threshold` for every distinct threshold, ascending."""
+def threshold_curve(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams | None = None) -> pd.DataFrame:
+    """Precision, recall and F1 of `score >= threshold` for every distinct threshold, ascending; with
+    objective profit, also the profit of contacting those customers (metrics.profit)."""
     precision, recall, thresholds = precision_recall_curve(y, scores)
     precision, recall = precision[:-1], recall[:-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1})
+    curve = pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "f1": f1})
+    if objective is not None and objective.objective == "profit":
+        order, labels, ends = ranked(y, scores)
+        # Counts at each distinct score, highest first; reversed to the curve's ascending thresholds.
+        at = np.searchsorted(np.asarray(scores, dtype=np.float64)[order][ends][::-1], thresholds)
+        buyers, contacts = np.cumsum(labels)[ends][::-1][at], (ends + 1)[::-1][at]
+        curve["profit"] = profit(buyers, contacts, objective.buyer_value, objective.contact_cost)
+    return curve
 
 
 def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
@@ -41,9 +49,13 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
     if objective.objective == "top_fraction":
         last = best_first(probability, raw)[top_count(objective.top_fraction, len(probability)) - 1]
         return Threshold(float(probability[last]), float(raw[last]))
-    curve = threshold_curve(y, probability)
+    curve = threshold_curve(y, probability, objective)
     if objective.objective == "f1":
         return Threshold(float(curve["threshold"].iloc[int(np.argmax(curve["f1"].to_numpy()))]))
+    if objective.objective == "profit":
+        # The most profitable threshold; of equally profitable ones, the highest (the fewest contacts).
+        best = len(curve) - 1 - int(np.argmax(curve["profit"].to_numpy()[::-1]))
+        return Threshold(float(curve["threshold"].iloc[best]))
     # min_precision: the lowest threshold whose precision is high enough has the best recall.
     reaching = curve[curve["precision"] >= objective.min_precision]
     if reaching.empty:
@@ -77,4 +89,7 @@ def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, 
         "oof_brier_raw": float(brier_score_loss(y, raw)),
         "oof_brier_calibrated": float(brier_score_loss(y, scores)),
     }
-    return calibrator, threshold, report, threshold_curve(y, scores)
+    if params.threshold.objective == "profit":
+        report["oof_profit"] = profit_metrics(y, scores, threshold.flags(scores, raw), params.threshold.buyer_value,
+                                              params.threshold.contact_cost)
+    return calibrator, threshold, report, threshold_curve(y, scores, params.threshold)

@@ -24,6 +24,7 @@ from stages.lib import figures, plots
 from stages.lib.baselines import baseline_metrics, better_baselines_note, fit_baselines
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
+from stages.lib.explain import mean_absolute_contributions
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.held_out import read_labels, score_held_out
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_metrics
@@ -32,6 +33,11 @@ from stages.lib.params import load_params
 from stages.lib.ranking import Threshold, ranking_scores
 from stages.lib.synthetic import true_probabilities_of
 from stages.lib.tables import read_table
+
+# Mean absolute contributions are averaged over at most this many test customers (a stratified sample).
+CONTRIBUTION_SAMPLE_ROWS = 100_000
+# metrics.json lists this many features by mean absolute contribution.
+TOP_CONTRIBUTIONS = 10
 
 
 def main(argv: Sequence[str]) -> None:
@@ -59,6 +65,9 @@ def main(argv: Sequence[str]) -> None:
         fitted = fit_baselines(engine, train_features, train_y, params.base.seed, params.model)
         scores = score_held_out(engine, args.test, model, calibrator, fitted, id_columns,
                                 engine.fit_threads(params.model, 1))
+        # What the model leans on, customer by customer: on a stratified sample of the test split.
+        explained, _ = training_rows(engine, args.test, params, CONTRIBUTION_SAMPLE_ROWS)
+        contributions = mean_absolute_contributions(model, explained, engine.fit_threads(params.model, 1))
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     if saved.get("objective") == "profit":
@@ -85,6 +94,9 @@ def main(argv: Sequence[str]) -> None:
     write_json(importance.to_dict(orient="records"), plots_dir / plots.FEATURE_IMPORTANCE)
     figures.save_figure(figures.feature_importance_figure(importance, measure),
                         plots_dir / plots.FEATURE_IMPORTANCE_IMAGE)
+    write_json(contributions.to_dict(orient="records"), plots_dir / plots.CONTRIBUTIONS)
+    top = contributions.head(TOP_CONTRIBUTIONS)
+    metrics["top_contributions"] = dict(zip(top["feature"], top["mean_abs_contribution"]))
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "

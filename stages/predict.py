@@ -10,7 +10,10 @@ every input row in input order:
 purchase_probability is calibrated; will_buy is 1 when it reaches the
 threshold chosen by `calibrate`; rank 1 is the most likely buyer; decile 1 is
 the top 10 % of the ranked list. Ties in probability are ranked by the model's
-raw score, then by input order. The input needs the ID columns (those of the
+raw score, then by input order. With --explain N, before rank: reason_1 ...
+reason_N, the N features that pushed the customer's score up the most, as
+`feature=value (+)` ((-): down), and reason_1_contribution ... in log-odds
+(stages/lib/explain.py). The input needs the ID columns (those of the
 training table, saved with the preprocessor: params.yaml is not read) and every column
 the model was trained on; other columns are ignored. It is read in chunks, so
 memory holds only the IDs and scores of all rows.
@@ -72,6 +75,9 @@ def main(argv: Sequence[str]) -> None:
                              "scores do not depend on it "
                              "(default: the cores this process may use, by CPU affinity and cgroup quota; "
                              "threads wait passively unless OMP_WAIT_POLICY is set)")
+    parser.add_argument("--explain", type=int, default=0, metavar="N",
+                        help="add each customer's N strongest reasons (reason_1 ... and their contributions in "
+                             "log-odds; default 0: none)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="local (default): this process; dask: partitions on a Dask cluster "
                              "(parquet in, a directory of parquet files out)")
@@ -80,6 +86,9 @@ def main(argv: Sequence[str]) -> None:
         parser.error("--batch-rows must be at least 1")
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.explain < 0:
+        raise DataError(f"--explain {args.explain}: expected the number of reasons per customer, 0 or more "
+                        "(0: none); e.g. --explain 3")
     to_directory = is_directory_output(args.output)
     if not to_directory:
         table_format(args.output)  # an unknown output format fails before any work
@@ -94,7 +103,7 @@ def main(argv: Sequence[str]) -> None:
             raise ArtifactError(f"{lock}: file not found; give the dvc.lock of the run that built the model")
     else:
         lock = find_lock(args.models, Path.cwd())
-    scoring = load_scoring_model(args.models, lock, args.threads)
+    scoring = load_scoring_model(args.models, lock, args.threads, args.explain)
     id_columns = scoring.preprocessor.id_columns or []
     if args.engine == "dask":
         with open_engine(ComputeParams(engine="dask")) as engine:

@@ -199,10 +199,10 @@ def test_scoring_partitions_on_dask_gives_the_local_scores(reproduced_repo, dask
     customers = customers_to_score(reproduced_repo, tmp_path / "customers.csv", rows=900)
     folder = parquet_parts_of(customers, tmp_path / "customers", parts=4)
     local = tmp_path / "local.parquet"
-    python_module("stages.predict", "--input", customers, "--output", local, cwd=reproduced_repo)
+    python_module("stages.predict", "--input", customers, "--output", local, "--explain", "2", cwd=reproduced_repo)
     on_dask = tmp_path / "scores"
     result = python_module("stages.predict", "--engine", "dask", "--input", folder / "*.parquet",
-                           "--output", on_dask, cwd=reproduced_repo, env=dask_cluster.env())
+                           "--output", on_dask, "--explain", "2", cwd=reproduced_repo, env=dask_cluster.env())
     assert "scored 900 customers" in result.stdout
     assert sorted(p.name for p in on_dask.iterdir()) == [f"part-{i:05d}.parquet" for i in range(4)]
     pd.testing.assert_frame_equal(pd.read_parquet(on_dask), pd.read_parquet(local))

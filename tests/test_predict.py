@@ -244,3 +244,23 @@ def test_outside_the_repository_the_lock_must_be_given(repo, customers, tmp_path
     assert_refused(result, output, "dvc.lock", "--lock")
     score(customers, output, "--models", str(models), "--lock", str(repo / "dvc.lock"))
     assert len(pd.read_csv(output)) == len(pd.read_csv(customers))
+
+
+def test_reason_codes_name_what_pushed_each_score(repo, customers, tmp_path, score):
+    plain, explained = tmp_path / "plain.csv", tmp_path / "explained.csv"
+    score(customers, plain)
+    score(customers, explained, "--explain", "3", "--batch-rows", "70")
+    scores = pd.read_csv(explained)
+    reasons = [f"reason_{k}" for k in (1, 2, 3)]
+    assert list(scores.columns) == OUTPUT_COLUMNS[:3] + [c for r in reasons for c in (r, f"{r}_contribution")] \
+        + OUTPUT_COLUMNS[3:]
+    pd.testing.assert_frame_equal(scores[OUTPUT_COLUMNS], pd.read_csv(plain))  # reasons never change a score
+    assert scores[reasons].stack().str.fullmatch(r"[\w]+=.+ \([+\-0]\)").all()
+    contribution = scores[[f"{r}_contribution" for r in reasons]].to_numpy()
+    assert (np.diff(contribution, axis=1) <= 0).all()  # strongest first
+    assert (np.sign(contribution[:, 0]) == scores["reason_1"].str[-2].map({"+": 1, "-": -1, "0": 0})).all()
+
+
+def test_a_negative_reason_count_is_one_error_line(customers, tmp_path, score):
+    output = tmp_path / "scores.csv"
+    assert_refused(score(customers, output, "--explain", "-2", check=False), output, "--explain -2", "--explain 3")

@@ -30,8 +30,9 @@ CALIBRATION = "calibration.json"
 GAINS = "gains.json"
 FEATURE_IMPORTANCE = "feature_importance.json"
 FEATURE_IMPORTANCE_IMAGE = "feature_importance.png"
+CONTRIBUTIONS = "contributions.json"
 TEST_PLOT_FILES = (ROC, PRECISION_RECALL, CONFUSION, CALIBRATION, GAINS, FEATURE_IMPORTANCE,
-                   FEATURE_IMPORTANCE_IMAGE)
+                   FEATURE_IMPORTANCE_IMAGE, CONTRIBUTIONS)
 
 
 def downsample_records(curve: pd.DataFrame, order_by: str, max_points: int = MAX_CURVE_POINTS,

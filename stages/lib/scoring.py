@@ -19,6 +19,7 @@ import pandas as pd
 from lightgbm import LGBMClassifier
 
 from stages.lib.artifacts import verify_artifacts
+from stages.lib.explain import contributions, empty_reasons, reason_codes
 from stages.lib.features import CustomerPreprocessor
 from stages.lib.files import load_object, read_json
 from stages.lib.ranking import Threshold, best_first
@@ -54,6 +55,7 @@ class ScoringModel:
     calibrator: object
     threshold: Threshold
     threads: int = 1
+    explain: int = 0  # reason codes per customer (stages.lib.explain), 0: none
 
     def features(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         return self.preprocessor.transform(frame[self.preprocessor.input_columns], source)
@@ -62,9 +64,14 @@ class ScoringModel:
         """(calibrated probabilities, raw scores) of processed features."""
         return score_features(features, self.model, self.calibrator, self.threads)
 
-    def probabilities(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
-        """(calibrated probabilities, raw scores) of customer rows."""
-        return self.scores_of(self.features(frame, source))
+    def reasons(self, features: pd.DataFrame | None) -> pd.DataFrame | None:
+        """The `explain` reason columns of processed features (None: of no rows), or None when none are
+        asked for."""
+        if not self.explain:
+            return None
+        if features is None:
+            return empty_reasons(min(self.explain, self.model.n_features_in_))
+        return reason_codes(contributions(self.model, features, self.threads)[0], features, self.explain)
 
 
 def model_files(models_dir: str | Path) -> dict[str, Path]:
@@ -72,7 +79,7 @@ def model_files(models_dir: str | Path) -> dict[str, Path]:
     return {name: Path(models_dir) / Path(name).name for name in MODEL_FILES}
 
 
-def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int = 1) -> ScoringModel:
+def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int = 1, explain: int = 0) -> ScoringModel:
     """Check every model file against dvc.lock, then load them."""
     files = model_files(models_dir)
     verify_artifacts(files, lock)
@@ -83,6 +90,7 @@ def load_scoring_model(models_dir: str | Path, lock: Path | None, threads: int =
         calibrator=load_object(files[CALIBRATOR]),
         threshold=Threshold.from_json(threshold),
         threads=threads,
+        explain=explain,
     )
 
 
@@ -147,7 +155,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
 
     Returns the scores and the input columns the model ignored.
     """
-    ids, probabilities, raws = [], [], []
+    ids, probabilities, raws, reasons = [], [], [], []
     ignored: list[str] = []
     for batch_ids, features, first_ignored in _read_ahead(_prepared(batches, scoring, id_columns, source)):
         if first_ignored is not None:
@@ -158,6 +166,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         probability, raw = scoring.scores_of(features)
         raws.append(raw)
         probabilities.append(probability)
+        reasons.append(scoring.reasons(features))
 
     raw = np.concatenate(raws) if raws else np.empty(0)
     probability = np.concatenate(probabilities) if probabilities else np.empty(0)
@@ -165,6 +174,8 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     scores = pd.concat(ids, ignore_index=True)
     scores[PROBABILITY] = probability
     scores[DECISION] = scoring.threshold.flags(probability, raw).astype(np.int8)
+    if scoring.explain and reasons:
+        scores = pd.concat([scores, pd.concat(reasons, ignore_index=True)], axis=1)
     scores[RANK] = rank
     scores[DECILE] = decile
     return scores, ignored
@@ -190,13 +201,13 @@ def _score_partition(partition: pd.DataFrame, offset: int, scoring: ScoringModel
     where = f"{source} (rows {offset + 1:,}-{offset + len(partition):,})"
     check_scoring_table(partition, list(id_columns) + scoring.preprocessor.input_columns, source)
     scores = partition[list(id_columns)].reset_index(drop=True)
-    if len(partition):
-        probability, raw = scoring.probabilities(partition, where)
-    else:
-        probability, raw = np.empty(0), np.empty(0)
+    features = scoring.features(partition, where) if len(partition) else None
+    probability, raw = scoring.scores_of(features) if features is not None else (np.empty(0), np.empty(0))
     scores[PROBABILITY] = probability
     scores[DECISION] = scoring.threshold.flags(probability, raw).astype(np.int8)
     scores[RAW] = raw
+    if scoring.explain:
+        scores = pd.concat([scores, scoring.reasons(features)], axis=1)
     return scores
 
 

@@ -1,0 +1,94 @@
+"""Why a customer scored as they did: each feature's contribution to the model's log-odds of buying.
+
+LightGBM: its own exact tree contributions (`pred_contrib`, TreeSHAP). The logistic
+regression: coefficient x transformed value, summed over the terms a feature makes
+(a category's one-hot levels). For either family the contributions of all features
+plus the bias add up to the model's raw log-odds (`log_odds`), the score before
+calibration. `stages.predict --explain N` turns the largest into reason codes;
+`evaluate` averages their size over the test split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+
+SIGNS = {1: "+", -1: "-", 0: "0"}
+
+
+def log_odds(model, features: pd.DataFrame, threads: int = 1) -> np.ndarray:
+    """The model's raw score as log-odds: what the contributions add up to."""
+    if isinstance(model, LGBMClassifier):
+        return model.booster_.predict(features, raw_score=True, num_threads=threads)
+    return model.decision_function(features)
+
+
+def _term_features(encode) -> list[str]:
+    """The input feature each of a fitted ColumnTransformer's output terms comes from, in output order."""
+    sources: list[str] = []
+    for name, transformer, columns in encode.transformers_:
+        if name == "remainder" or transformer == "drop":
+            continue
+        if hasattr(transformer, "categories_"):
+            for column, levels, dropped in zip(columns, transformer.categories_, transformer.drop_idx_):
+                sources += [column] * (len(levels) - (dropped is not None))
+        else:
+            sources += list(columns)
+    return sources
+
+
+def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(rows x features contributions in log-odds, in `features`' column order; each row's bias)."""
+    if isinstance(model, LGBMClassifier):
+        values = model.booster_.predict(features, pred_contrib=True, num_threads=threads)
+        return values[:, :-1], values[:, -1]
+    encode, classifier = model.named_steps["encode"], model.named_steps["classifier"]
+    terms = np.asarray(encode.transform(features), dtype=np.float64) * classifier.coef_[0]
+    position = {column: i for i, column in enumerate(features.columns)}
+    grouping = np.zeros((terms.shape[1], features.shape[1]))
+    grouping[np.arange(terms.shape[1]), [position[f] for f in _term_features(encode)]] = 1.0
+    return terms @ grouping, np.full(len(features), float(classifier.intercept_[0]))
+
+
+def _shown(values: pd.Series) -> np.ndarray:
+    """A feature's values as a person reads them: levels as they are, numbers to 4 significant digits."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype(str).to_numpy(dtype=object)
+    return np.char.mod("%.4g", values.to_numpy(dtype=np.float64)).astype(object)
+
+
+def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.DataFrame:
+    """For each row, the `count` features with the largest contributions (ties: in column order):
+    `reason_k` as `feature=value (+)` ((-) when it lowered the score) and `reason_k_contribution` in log-odds."""
+    count = min(count, features.shape[1])
+    top = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    rows = np.arange(len(features))
+    names = np.asarray(features.columns, dtype=object)
+    reasons = {}
+    for k in range(count):
+        chosen = top[:, k]
+        contribution = values[rows, chosen]
+        text = np.empty(len(features), dtype=object)
+        for feature in np.unique(chosen):
+            mine = chosen == feature
+            signs = np.vectorize(SIGNS.get, otypes=[object])(np.sign(contribution[mine]).astype(int))
+            text[mine] = names[feature] + "=" + _shown(features.iloc[mine, feature]) + " (" + signs + ")"
+        reasons[f"reason_{k + 1}"] = text
+        reasons[f"reason_{k + 1}_contribution"] = contribution
+    return pd.DataFrame(reasons)
+
+
+def empty_reasons(count: int) -> pd.DataFrame:
+    """reason_codes' columns for no rows."""
+    return pd.DataFrame({column: pd.Series(dtype=kind) for k in range(1, count + 1)
+                         for column, kind in ((f"reason_{k}", object), (f"reason_{k}_contribution", np.float64))})
+
+
+def mean_absolute_contributions(model, features: pd.DataFrame, threads: int = 1) -> pd.DataFrame:
+    """Each feature's mean absolute contribution over the rows, largest first (6 significant digits)."""
+    values, _ = contributions(model, features, threads)
+    size = np.abs(values).mean(axis=0) if len(features) else np.zeros(features.shape[1])
+    table = pd.DataFrame({"feature": list(features.columns),
+                          "mean_abs_contribution": [float(f"{v:.6g}") for v in size]})
+    return table.sort_values(["mean_abs_contribution", "feature"], ascending=[False, True]).reset_index(drop=True)

@@ -70,7 +70,8 @@ TEST_PARAMS: dict[str, Any] = {
         },
     },
     "calibration": {"method": "isotonic", "cv_folds": 2, "sample_rows": "auto"},
-    "threshold": {"objective": "f1", "min_precision": 0.5, "top_fraction": 0.1},
+    "threshold": {"objective": "f1", "min_precision": 0.5, "top_fraction": 0.1, "contact_cost": 1.0,
+                  "buyer_value": 20.0},
     "evaluate": {"top_fraction": 0.1, "calibration_bins": 10, "baseline_sample_rows": "auto"},
 }
 

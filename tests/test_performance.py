@@ -146,11 +146,12 @@ def _quality_run(label, rows, pipeline, lr=None, lgbm=None, flaml=None):
                    "n_jobs": 2, "load_average": 2.0} if flaml is not None else {"status": "not run", "reason": "x"}
     baselines = {"flaml": flaml_entry}
     if lr is not None:
-        baselines["logistic_regression"] = {"average_precision": lr}
+        baselines["logistic_regression"] = {"average_precision": lr, "average_precision_difference_se": 0.02}
     if lgbm is not None:
         baselines["default_lightgbm"] = {"average_precision": lgbm}
     run["quality"] = {"test_rows": 600, "test_buyers": 30, "average_precision": pipeline, "roc_auc": 0.8,
-                      "ideal_average_precision": None, "average_precision_ratio": None, "baselines": baselines}
+                      "ideal_average_precision": None, "average_precision_ratio": None, "baselines": baselines,
+                      "family": "logistic_regression"}
     return run
 
 
@@ -167,7 +168,8 @@ def test_quality_target_fails_when_any_baseline_ranks_better_and_says_which_and_
     results = {"machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "os": "y", "python": "3", "lightgbm": "4"},
                "runs": runs, "targets": check_targets(runs)}
     table = markdown(results)
-    assert "| own table | 3,000 | 600 (30) | **0.4000** |  |  | 0.8000 | 0.4500 | 0.3000 | 0.4200 | " \
+    assert "| own table | 3,000 | 600 (30) | logistic regression | **0.4000** |  |  | 0.8000 | 0.4500 (0.0200) | " \
+           "0.3000 | 0.4200 | " \
            "logistic regression | 9 configs in a 60 s budget, 61 s wall, 70 s CPU, n_jobs 2, load 2.0 |" in table
 
 

@@ -27,7 +27,7 @@ from stages.lib.compute import open_engine
 from stages.lib.explain import mean_absolute_contributions
 from stages.lib.files import load_object, read_json, write_json
 from stages.lib.held_out import read_labels, score_held_out
-from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_metrics
+from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
 from stages.lib.ranking import Threshold, ranking_scores
@@ -71,13 +71,8 @@ def main(argv: Sequence[str]) -> None:
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     if saved.get("objective") == "profit":
-        metrics["profit"] = {
-            "buyer_value": saved["buyer_value"], "contact_cost": saved["contact_cost"],
-            **profit_metrics(y, probability, threshold.flags(probability, raw), saved["buyer_value"],
-                             saved["contact_cost"]),
-            **{f"{name}_at_0_5": value for name, value in profit_metrics(
-                y, probability, probability >= 0.5, saved["buyer_value"], saved["contact_cost"]).items()},
-        }
+        metrics["profit"] = profit_report(y, probability, threshold.flags(probability, raw), saved["buyer_value"],
+                                          saved["contact_cost"])
     metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction,
                                             ranking_scores(probability, raw), params.base.seed)
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)

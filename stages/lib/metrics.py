@@ -139,6 +139,15 @@ def profit_metrics(y: np.ndarray, probability: np.ndarray, flagged: np.ndarray, 
             "contacts": contacts}
 
 
+def profit_report(y: np.ndarray, probability: np.ndarray, flagged: np.ndarray, buyer_value: float,
+                  contact_cost: float) -> dict:
+    """metrics.json's `profit`: the costs, profit_metrics at the chosen threshold and (`*_at_0_5`) at 0.5."""
+    at_half = profit_metrics(y, probability, probability >= 0.5, buyer_value, contact_cost)
+    return {"buyer_value": buyer_value, "contact_cost": contact_cost,
+            **profit_metrics(y, probability, flagged, buyer_value, contact_cost),
+            **{f"{name}_at_0_5": value for name, value in at_half.items()}}
+
+
 def weighted_average_precision(order: np.ndarray, y: np.ndarray, ends: np.ndarray, weights: np.ndarray) -> float:
     """scikit-learn's average precision with each row counted `weights` times (the rest from `ranked`)."""
     weights = weights[order]

@@ -3,12 +3,13 @@
 Precision, recall and F1 at the threshold chosen out of fold (and at 0.5, for
 comparison), ranking quality (ROC AUC, average precision), probability quality
 (Brier, log loss, expected vs. actual buyers), the majority-class baseline, lift
-at the top of the list, the models a user would pick instead (stages/lib/baselines.py)
-and, for the generated data, the distance to the ideal scorer that knows every
+at the top of the list, the models a user would pick instead (stages/lib/baselines.py),
+each feature's population stability index on the test split (what no drift looks
+like: stages/lib/drift.py) and, for the generated data, the distance to the ideal scorer that knows every
 customer's true probability.
 
     python -m stages.evaluate --test data/processed/test.parquet --train data/processed/train.parquet \
-        --model models/model.joblib \
+        --model models/model.joblib --preprocessor models/preprocessor.joblib \
         --calibrator models/calibrator.joblib --threshold models/threshold.json \
         --true-probabilities data/raw/true_probability.parquet \
         --generated-path data/raw/customers.csv --metrics metrics/metrics.json \
@@ -26,7 +27,7 @@ from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine
 from stages.lib.explain import mean_absolute_contributions
 from stages.lib.files import load_object, read_json, write_json
-from stages.lib.held_out import read_labels, score_held_out
+from stages.lib.held_out import held_out_drift, read_labels, score_held_out
 from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
 from stages.lib.models import training_rows
 from stages.lib.params import load_params
@@ -46,6 +47,8 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--train", required=True, help="processed training split: the baselines are fitted on it")
     parser.add_argument("--model", required=True)
     parser.add_argument("--calibrator", required=True)
+    parser.add_argument("--preprocessor", required=True, help="fitted preprocessor: its training distributions "
+                        "are the drift reference")
     parser.add_argument("--threshold", required=True, help="threshold chosen by calibrate (JSON)")
     parser.add_argument("--true-probabilities", help="generated data's true probabilities; "
                         "used only when data.path is the generated table")
@@ -68,6 +71,7 @@ def main(argv: Sequence[str]) -> None:
         # What the model leans on, customer by customer: on a stratified sample of the test split.
         explained, _ = training_rows(engine, args.test, params, CONTRIBUTION_SAMPLE_ROWS)
         contributions = mean_absolute_contributions(model, explained, engine.fit_threads(params.model, 1))
+        test_drift = held_out_drift(engine, args.test, load_object(args.preprocessor))
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     if saved.get("objective") == "profit":
@@ -92,6 +96,7 @@ def main(argv: Sequence[str]) -> None:
     write_json(contributions.to_dict(orient="records"), plots_dir / plots.CONTRIBUTIONS)
     top = contributions.head(TOP_CONTRIBUTIONS)
     metrics["top_contributions"] = dict(zip(top["feature"], top["mean_abs_contribution"]))
+    metrics["test_drift_psi"] = test_drift
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "

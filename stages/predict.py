@@ -13,13 +13,18 @@ the top 10 % of the ranked list. Ties in probability are ranked by the model's
 raw score, then by input order. With --explain N, before rank: reason_1 ...
 reason_N, the N features that pushed the customer's score up the most, as
 `feature=value (+)` ((-): down), and reason_1_contribution ... in log-odds
-(stages/lib/explain.py). The input needs the ID columns (those of the
+(stages/lib/explain.py). Every input feature's population stability index
+against the training split is computed as the rows are scored (stages/lib/drift.py):
+one `warning: drift:` line on stderr names the features above --drift-threshold,
+and --drift-report writes every feature's PSI as JSON; scores never depend on it.
+The input needs the ID columns (those of the
 training table, saved with the preprocessor: params.yaml is not read) and every column
 the model was trained on; other columns are ignored. It is read in chunks, so
 memory holds only the IDs and scores of all rows.
 
     python -m stages.predict --input customers.csv --output scores.csv
     python -m stages.predict --input customers.parquet --output scores.parquet --models models
+    python -m stages.predict --input customers.csv --output scores.csv --explain 3 --drift-report drift.json
 
 A partitioned table (a directory of parquet files, or a glob such as
 'customers/*.parquet') is read file by file in name order. An --output without a
@@ -38,14 +43,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stages.lib import drift
 from stages.lib.artifacts import find_lock
 from stages.lib.cli import run_stage, stage_parser
 from stages.lib.compute import open_engine, usable_cores
 from stages.lib.errors import ArtifactError, DataError
+from stages.lib.files import write_json
 from stages.lib.params import ENGINES, ComputeParams
 from stages.lib.scoring import (
     BATCH_ROWS,
-    DECISION,
     DEFAULT_MODELS_DIR,
     input_batches,
     load_scoring_model,
@@ -78,6 +84,12 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--explain", type=int, default=0, metavar="N",
                         help="add each customer's N strongest reasons (reason_1 ... and their contributions in "
                              "log-odds; default 0: none)")
+    parser.add_argument("--drift-threshold", type=float, default=drift.DEFAULT_THRESHOLD, metavar="PSI",
+                        help="warn about the features whose population stability index against the training split "
+                             f"is above this (default: {drift.DEFAULT_THRESHOLD}; 0.1-0.25 is a moderate shift, "
+                             "above 0.25 a large one)")
+    parser.add_argument("--drift-report", metavar="PATH",
+                        help="output: every feature's PSI and missing share in training and now (JSON)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="local (default): this process; dask: partitions on a Dask cluster "
                              "(parquet in, a directory of parquet files out)")
@@ -89,6 +101,9 @@ def main(argv: Sequence[str]) -> None:
     if args.explain < 0:
         raise DataError(f"--explain {args.explain}: expected the number of reasons per customer, 0 or more "
                         "(0: none); e.g. --explain 3")
+    if not args.drift_threshold > 0:
+        raise DataError(f"--drift-threshold {args.drift_threshold:g}: expected a PSI above 0; e.g. "
+                        f"--drift-threshold {drift.DEFAULT_THRESHOLD} (the usual rule of thumb)")
     to_directory = is_directory_output(args.output)
     if not to_directory:
         table_format(args.output)  # an unknown output format fails before any work
@@ -104,21 +119,38 @@ def main(argv: Sequence[str]) -> None:
     else:
         lock = find_lock(args.models, Path.cwd())
     scoring = load_scoring_model(args.models, lock, args.threads, args.explain)
+    reference = scoring.preprocessor.drift_reference
+    if reference is None and args.drift_report:
+        raise ArtifactError(f"--drift-report: {Path(args.models) / 'preprocessor.joblib'} keeps no training "
+                            "distributions (it was saved before drift checks); rerun `dvc repro` to rebuild the "
+                            "model files, or leave out --drift-report")
     id_columns = scoring.preprocessor.id_columns or []
     if args.engine == "dask":
         with open_engine(ComputeParams(engine="dask")) as engine:
-            rows, flagged, ignored = score_on_cluster(engine, args.input, scoring, id_columns, Path(args.output))
+            summary = score_on_cluster(engine, args.input, scoring, id_columns, Path(args.output))
     else:
         # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
         batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)
-        scores, ignored = score_batches(batches, scoring, id_columns, args.input)
+        scores, summary = score_batches(batches, scoring, id_columns, args.input)
         (write_partitioned if to_directory else write_table)(scores, args.output)
-        rows, flagged = len(scores), int(scores[DECISION].sum())
-    if ignored:
-        # Said after scoring, so a run that fails prints its one error line and nothing else.
-        print(f"note: {args.input}: ignored {len(ignored)} column(s) the model does not use: "
-              f"{', '.join(map(str, ignored))}", file=sys.stderr)
-    print(f"predict: scored {rows:,} customers; {flagged:,} will buy at threshold "
+    # Notes and warnings come after scoring, so a run that fails prints its one error line and nothing else.
+    if summary.ignored:
+        print(f"note: {args.input}: ignored {len(summary.ignored)} column(s) the model does not use: "
+              f"{', '.join(map(str, summary.ignored))}", file=sys.stderr)
+    if reference is None:
+        print("note: drift: the preprocessor keeps no training distributions (saved before drift checks), so "
+              "new customers were not compared with the training data; rerun `dvc repro` to add them",
+              file=sys.stderr)
+    elif summary.drift is not None:
+        table = drift.drift_table(reference, summary.drift)
+        warning = drift.warning_line(table, args.drift_threshold, summary.rows)
+        if warning:
+            print(warning, file=sys.stderr)
+        if args.drift_report:
+            write_json(drift.report(table, args.drift_threshold, summary.rows), args.drift_report)
+    elif args.drift_report:
+        write_json(drift.report(None, args.drift_threshold, summary.rows), args.drift_report)
+    print(f"predict: scored {summary.rows:,} customers; {summary.flagged:,} will buy at threshold "
           f"{scoring.threshold.probability:.4f}; wrote {args.output}")
 
 

@@ -97,7 +97,7 @@ class Workspace:
             "resample": ["--train", inp / "train.parquet", "--output", out / "resampled.parquet",
                          "--metrics", out / "resample.json"],
             "evaluate": ["--test", inp / "test.parquet", "--train", inp / "train.parquet",
-                         "--model", inp / "model.joblib",
+                         "--model", inp / "model.joblib", "--preprocessor", inp / "preprocessor.joblib",
                          "--calibrator", inp / "calibrator.joblib", "--threshold", inp / "threshold.json",
                          "--metrics", out / "metrics.json", "--plots-dir", out / "plots"],
         }[self.stage]

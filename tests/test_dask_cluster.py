@@ -198,14 +198,17 @@ def test_two_runs_on_a_dask_cluster_give_the_same_dvc_lock(dask_repos):
 def test_scoring_partitions_on_dask_gives_the_local_scores(reproduced_repo, dask_cluster, tmp_path):
     customers = customers_to_score(reproduced_repo, tmp_path / "customers.csv", rows=900)
     folder = parquet_parts_of(customers, tmp_path / "customers", parts=4)
-    local = tmp_path / "local.parquet"
-    python_module("stages.predict", "--input", customers, "--output", local, "--explain", "2", cwd=reproduced_repo)
-    on_dask = tmp_path / "scores"
+    local, local_drift = tmp_path / "local.parquet", tmp_path / "local-drift.json"
+    python_module("stages.predict", "--input", customers, "--output", local, "--explain", "2",
+                  "--drift-report", local_drift, cwd=reproduced_repo)
+    on_dask, dask_drift = tmp_path / "scores", tmp_path / "dask-drift.json"
     result = python_module("stages.predict", "--engine", "dask", "--input", folder / "*.parquet",
-                           "--output", on_dask, "--explain", "2", cwd=reproduced_repo, env=dask_cluster.env())
+                           "--output", on_dask, "--explain", "2", "--drift-report", dask_drift,
+                           cwd=reproduced_repo, env=dask_cluster.env())
     assert "scored 900 customers" in result.stdout
     assert sorted(p.name for p in on_dask.iterdir()) == [f"part-{i:05d}.parquet" for i in range(4)]
     pd.testing.assert_frame_equal(pd.read_parquet(on_dask), pd.read_parquet(local))
+    assert read_json(dask_drift) == read_json(local_drift)  # the same counts, added up over partitions
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from stages import evaluate
-from stages.lib import plots
+from stages.lib import drift, plots
 from stages.lib.baselines import better_baselines_note
 from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.files import save_object, write_json
@@ -132,10 +132,11 @@ def test_calibration_never_changes_a_ranking_number(engine, params, resampled_ta
 
 @pytest.fixture
 def evaluate_inputs(tmp_path, engine, params, raw_params, resampled_table, train_table, test_table,
-                    true_probabilities):
+                    true_probabilities, preprocessor):
     """Artifacts evaluate reads, written to tmp_path; returns a function that runs it."""
     save_object(train_model(engine, resampled_table, params, {"num_leaves": 15})[0], tmp_path / "model.joblib")
     save_object(ProbabilityCalibrator("none").fit(None, None), tmp_path / "calibrator.joblib")
+    save_object(preprocessor, tmp_path / "preprocessor.joblib")
     write_json({"threshold": 0.5}, tmp_path / "threshold.json")
     write_table(test_table, tmp_path / "test.parquet")
     write_table(train_table, tmp_path / "train.parquet")
@@ -149,6 +150,7 @@ def evaluate_inputs(tmp_path, engine, params, raw_params, resampled_table, train
         evaluate.main(["--params", str(params_path), "--test", str(tmp_path / "test.parquet"),
                        "--train", str(tmp_path / "train.parquet"),
                        "--model", str(tmp_path / "model.joblib"), "--calibrator", str(tmp_path / "calibrator.joblib"),
+                       "--preprocessor", str(tmp_path / "preprocessor.joblib"),
                        "--threshold", str(tmp_path / "threshold.json"), "--true-probabilities", truth,
                        "--generated-path", generated, "--metrics", str(metrics),
                        "--plots-dir", str(tmp_path / "out" / "plots")])
@@ -196,6 +198,16 @@ def test_plot_files_are_written(evaluate_inputs, tmp_path):
     assert counts[("buyer", "buyer")] == metrics["tp"]
     assert counts[("non-buyer", "buyer")] == metrics["fp"]
     assert (plots / "feature_importance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_record_each_features_psi_on_the_test_split(evaluate_inputs, preprocessor, test_table):
+    metrics = evaluate_inputs()
+    assert list(metrics["test_drift_psi"]) == preprocessor.input_columns
+    counts = preprocessor.processed_drift_counts(test_table)
+    for bins in preprocessor.drift_reference.features:
+        expected = drift.psi(np.array(bins.counts), counts[bins.feature])
+        assert metrics["test_drift_psi"][bins.feature] == pytest.approx(expected, abs=1e-6)
+        assert metrics["test_drift_psi"][bins.feature] < drift.DEFAULT_THRESHOLD  # no drift: a held-out sample
 
 
 def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):

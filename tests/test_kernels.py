@@ -118,7 +118,8 @@ def model_stages(shared: Path, out: Path, extra: dict[str, str], params: Path) -
     stage("train", extra, params, "--train", out / "resampled.parquet", "--best-params", out / "best_params.json",
           "--model", out / "model.joblib", "--model-text", out / "model.txt")
     stage("evaluate", extra, params, "--test", test, "--train", train, "--model", out / "model.joblib",
-          "--calibrator", out / "calibrator.joblib", "--threshold", out / "threshold.json",
+          "--preprocessor", shared / "preprocessor.joblib", "--calibrator", out / "calibrator.joblib",
+          "--threshold", out / "threshold.json",
           "--true-probabilities", shared / "true_probability.parquet", "--generated-path", shared / "customers.csv",
           "--metrics", m / "metrics.json", "--plots-dir", m / "plots")
 

@@ -264,3 +264,35 @@ def test_reason_codes_name_what_pushed_each_score(repo, customers, tmp_path, sco
 def test_a_negative_reason_count_is_one_error_line(customers, tmp_path, score):
     output = tmp_path / "scores.csv"
     assert_refused(score(customers, output, "--explain", "-2", check=False), output, "--explain -2", "--explain 3")
+
+
+def test_drift_is_reported_for_every_feature_and_warned_about_for_a_shifted_one(repo, customers, tmp_path, score):
+    report = tmp_path / "drift.json"
+    plain = score(customers, tmp_path / "scores.csv", "--drift-report", str(report))
+    assert "warning" not in plain.stderr  # the generated customers the model was trained on
+    written = read_json(report)
+    features = [f["feature"] for f in written["features"]]
+    assert written["rows"] == 500 and written["threshold"] == 0.2
+    assert sorted(features) == sorted(pd.read_csv(customers).columns.drop(["customer_id", "purchased"]))
+    assert not any(f["drifted"] for f in written["features"])
+
+    shifted = pd.read_csv(customers)
+    shifted["sessions_30d"] = shifted["sessions_30d"] * 3 + 5
+    shifted.to_csv(tmp_path / "shifted.csv", index=False)
+    result = score(tmp_path / "shifted.csv", tmp_path / "shifted-scores.csv", "--drift-report", str(report))
+    warning = [line for line in result.stderr.splitlines() if line.startswith("warning: drift:")]
+    assert len(warning) == 1 and "1 feature(s)" in warning[0] and "sessions_30d (PSI " in warning[0], result.stderr
+    written = read_json(report)
+    assert [f["feature"] for f in written["features"] if f["drifted"]] == ["sessions_30d"]
+    assert written["features"][0]["feature"] == "sessions_30d"  # largest PSI first
+    # A higher threshold silences it; the scores are the same either way.
+    quiet = score(tmp_path / "shifted.csv", tmp_path / "quiet.csv", "--drift-threshold", "1000")
+    assert "warning" not in quiet.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "quiet.csv"), pd.read_csv(tmp_path / "shifted-scores.csv"))
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "nan"])
+def test_a_drift_threshold_that_is_not_positive_is_one_error_line(customers, tmp_path, score, value):
+    output = tmp_path / "scores.csv"
+    assert_refused(score(customers, output, "--drift-threshold", value, check=False), output,
+                   f"--drift-threshold {value}", "above 0")

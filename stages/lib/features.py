@@ -10,6 +10,10 @@ new customers get exactly the transform the model was trained on.
   levels seen at least `rare_category_min_count` times in training, plus
   `__missing__` and `__other__` (rare in training or never seen). LightGBM
   splits on them natively; the fixed levels keep codes identical at scoring.
+
+It also keeps every input feature's distribution on the training split
+(`drift_reference_`, stages/lib/drift.py), so scoring can say when new
+customers no longer look like the ones the model learned from.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from stages.lib import drift
 from stages.lib.errors import DataError
 from stages.lib.schema import TableSchema
 
@@ -100,13 +105,16 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
             medians={c: float(numeric[c].median()) for c in self.numeric_columns},
             columns_with_gaps=[c for c in self.numeric_columns if numeric[c].isna().any()],
             level_counts={c: category_counts(frame[c]) for c in self.categorical_columns},
+            numeric_bins={c: drift.numeric_bins_of(c, numeric[c].to_numpy(np.float32)) for c in self.numeric_columns},
+            rows=len(frame),
         )
 
     def fit_statistics(self, medians: dict[str, float], columns_with_gaps: list[str],
-                       level_counts: dict[str, pd.Series]) -> CustomerPreprocessor:
-        """Fit from the training rows' statistics: each numeric column's median and whether it has
-        gaps, each categorical column's `category_counts`. `fit` computes them from a pandas table;
-        the Dask engine (preprocessing.preprocess_on_dask) adds them up over partitions."""
+                       level_counts: dict[str, pd.Series], numeric_bins: dict[str, drift.FeatureBins],
+                       rows: int) -> CustomerPreprocessor:
+        """Fit from the training rows' statistics: each numeric column's median, whether it has gaps and
+        its drift bins, each categorical column's `category_counts`, and the number of rows. `fit`
+        computes them from a pandas table; stages.lib.preprocessing adds them up over partitions."""
         self.medians_ = {c: float(medians[c]) for c in self.numeric_columns}
         gaps = set(columns_with_gaps)
         self.indicator_columns_ = [c for c in self.numeric_columns if c in gaps]
@@ -121,7 +129,16 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
             + [c + INDICATOR_SUFFIX for c in self.indicator_columns_]
             + list(self.categorical_columns)
         )
+        self.drift_reference_ = drift.DriftReference(
+            tuple(numeric_bins[c] for c in self.numeric_columns)
+            + tuple(drift.categorical_bins(c, self.levels_[c], level_counts[c], rows)
+                    for c in self.categorical_columns))
         return self
+
+    @property
+    def drift_reference(self) -> drift.DriftReference | None:
+        """The training split's distributions; None for a preprocessor saved before they were kept."""
+        return getattr(self, "drift_reference_", None)
 
     def numeric_block(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         block = {}
@@ -150,14 +167,33 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         for column in self.indicator_columns_:
             out[column + INDICATOR_SUFFIX] = numeric[column].isna().to_numpy(np.float32)
         for column in self.categorical_columns:
-            levels = self.levels_[column]
-            text = _as_text(frame[column])
-            # Not pd.Categorical(text, categories=...): pandas deprecates unseen values there.
-            codes = _level_codes(text, levels[2:])
-            # codes: -1 for missing or unseen; shift known levels past the two special ones.
-            codes = np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
-            out[column] = pd.Categorical.from_codes(codes, categories=levels)
+            out[column] = pd.Categorical.from_codes(self.level_codes(frame[column], column),
+                                                    categories=self.levels_[column])
         return pd.DataFrame(out, index=frame.index)[self.feature_names_out_]
+
+    def level_codes(self, series: pd.Series, column: str) -> np.ndarray:
+        """Each value's position in the column's levels: 0 missing, 1 rare or unseen, 2... a frequent level."""
+        text = _as_text(series)
+        # Not pd.Categorical(text, categories=...): pandas deprecates unseen values there.
+        codes = _level_codes(text, self.levels_[column][2:])
+        # codes: -1 for missing or unseen; shift known levels past the two special ones.
+        return np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
+
+    def drift_counts(self, frame: pd.DataFrame, source: str) -> dict[str, np.ndarray]:
+        """An input table's counts in the drift reference's bins (stages.lib.drift.table_counts)."""
+        codes = {c: self.level_codes(frame[c], c) for c in self.categorical_columns}
+        return drift.table_counts(self.drift_reference, self.numeric_block(frame, source), codes)
+
+    def processed_drift_counts(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """`drift_counts` of rows this preprocessor transformed: a number is missing where its
+        `__missing` indicator is 1 (a column without gaps in training has no indicator, so its
+        missing values count as its median)."""
+        numbers = features[self.numeric_columns].astype(np.float32)
+        for column in self.indicator_columns_:
+            numbers.loc[features[column + INDICATOR_SUFFIX].to_numpy() == 1, column] = np.nan
+        codes = {c: pd.Categorical(features[c], categories=self.levels_[c]).codes
+                 for c in self.categorical_columns}
+        return drift.table_counts(self.drift_reference, numbers, codes)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.asarray(self.feature_names_out_, dtype=object)

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stages.lib import drift
 from stages.lib.baselines import baseline_scores
 from stages.lib.compute import Engine
 from stages.lib.errors import DataError
+from stages.lib.features import CustomerPreprocessor
 from stages.lib.schema import LABEL, split_features
 from stages.lib.scoring import score_features
 from stages.lib.tables import read_table
@@ -59,3 +61,15 @@ def score_held_out(engine: Engine, path: str | Path, model, calibrator, baseline
         y=scores[LABEL].to_numpy(np.int8), probability=scores[PROBABILITY].to_numpy(np.float64),
         raw=scores[RAW].to_numpy(np.float64), baselines={name: scores[name].to_numpy() for name in baselines},
         ids=scores[list(id_columns)])
+
+
+def _processed_drift_counts(table: pd.DataFrame, offset: int, preprocessor: CustomerPreprocessor) -> dict:
+    return preprocessor.processed_drift_counts(table)
+
+
+def held_out_drift(engine: Engine, path: str | Path, preprocessor: CustomerPreprocessor) -> dict[str, float]:
+    """Each input feature's PSI on the test split against the training split (stages.lib.drift), in the
+    preprocessor's column order: what no drift looks like for a table of this many customers."""
+    counts = engine.map(_processed_drift_counts, path, preprocessor, combine=drift.added_counts)
+    table = drift.drift_table(preprocessor.drift_reference, counts).set_index("feature")
+    return {feature: float(table.loc[feature, "psi"]) for feature in preprocessor.drift_reference.names()}

@@ -8,7 +8,8 @@ One algorithm on every engine, partition by partition (stages.lib.compute.Engine
    the round(test_size x its rows) customers with the smallest keys are held out;
 3. the preprocessor (stages.lib.features) is fitted on the training rows'
    statistics added up over partitions: level counts, gaps, and exact medians
-   from histograms of the numbers' bits;
+   and deciles (the drift reference's bins, stages.lib.drift) from histograms
+   of the numbers' bits;
 4. each partition is transformed and written, training and test rows in input order.
 
 The local engine runs this on its one partition, the Dask engine on each file
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.lib import sampling
+from stages.lib import drift, sampling
 from stages.lib.compute import Engine, open_engine
 from stages.lib.errors import DataError
 from stages.lib.features import CustomerPreprocessor, category_counts
@@ -170,6 +171,36 @@ def _middle_ranks(histogram: pd.Series) -> list[tuple[int, int]]:
     return _bins_of_ranks(histogram, [(count - 1) // 2, count // 2])
 
 
+def _needed_bins(histogram: pd.Series) -> list[int]:
+    """The high halves whose low halves the median and the deciles need."""
+    if not histogram.sum():
+        return []
+    ranks = _middle_ranks(histogram) + _bins_of_ranks(histogram, drift.decile_ranks(int(histogram.sum())))
+    return sorted({bin_high for bin_high, _ in ranks})
+
+
+def _numeric_bins(column: str, high: pd.Series, low: dict[tuple[str, int], pd.Series], rows: int) -> drift.FeatureBins:
+    """The column's drift bins from its histograms: decile values and how many values are at most each,
+    as `drift.numeric_bins_of` finds them on the column itself."""
+    present = int(high.sum())
+    keys = []
+    for bin_high, rank in _bins_of_ranks(high, drift.decile_ranks(present)):
+        [(bin_low, _)] = _bins_of_ranks(low[(column, bin_high)], [rank])
+        keys.append((bin_high << HALF_BITS) | bin_low)
+    edges, at_most = [], []
+    for key in sorted(set(keys)):
+        bin_high, bin_low = key >> HALF_BITS, key & LOW_MASK
+        within = low[(column, bin_high)]
+        count = int(high[high.index < bin_high].sum()) + int(within[within.index <= bin_low].sum())
+        value = _float_of(key)
+        if edges and value == edges[-1]:  # -0.0 and 0.0: one value to a comparison
+            at_most[-1] = count
+        else:
+            edges.append(value)
+            at_most.append(count)
+    return drift.numeric_bins(column, np.array(edges, np.float32), np.array(at_most), present, rows)
+
+
 def _medians(high: dict[str, pd.Series], low: dict[tuple[str, int], pd.Series]) -> dict[str, float]:
     """Each column's median from its histograms, as pandas computes it for float32 (NaN without values)."""
     medians = {}
@@ -217,11 +248,12 @@ def plan_split(engine: Engine, table: str | Path | pd.DataFrame, data: DataParam
     preprocessor = CustomerPreprocessor.for_schema(schema, preprocess.rare_category_min_count)
     statistics = engine.map(_training_statistics, table, plan, preprocessor, combine=_added)
     high = statistics["histograms"]
-    needed = {column: sorted({bin_high for bin_high, _ in _middle_ranks(histogram)}) if histogram.sum() else []
-              for column, histogram in high.items()}
+    needed = {column: _needed_bins(histogram) for column, histogram in high.items()}
     low = engine.map(_training_statistics, table, plan, preprocessor, needed, combine=_added)["histograms"]
+    train_rows = counts[0] + counts[1] - quotas[0] - quotas[1]
     preprocessor.fit_statistics(_medians(high, low), [c for c, gap in statistics["gaps"].items() if gap],
-                                statistics["levels"])
+                                statistics["levels"],
+                                {c: _numeric_bins(c, h, low, train_rows) for c, h in high.items()}, train_rows)
     return plan, preprocessor
 
 

@@ -2,7 +2,9 @@
 
 `stages.predict` is the command around it. The model files are checked against
 dvc.lock before anything unpickles them (`stages.lib.artifacts`). Ties in
-probability are ranked by the model's raw score, then by input order.
+probability are ranked by the model's raw score, then by input order. While it
+scores, every input feature is counted in the preprocessor's drift bins
+(stages.lib.drift), which never changes a score.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier
 
+from stages.lib import drift
 from stages.lib.artifacts import verify_artifacts
 from stages.lib.explain import contributions, empty_reasons, reason_codes
 from stages.lib.features import CustomerPreprocessor
@@ -72,6 +75,14 @@ class ScoringModel:
         if features is None:
             return empty_reasons(min(self.explain, self.model.n_features_in_))
         return reason_codes(contributions(self.model, features, self.threads)[0], features, self.explain)
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    rows: int
+    flagged: int                                # customers with will_buy 1
+    ignored: list[str]                          # input columns the model does not use
+    drift: dict[str, np.ndarray] | None         # each feature's counts in its drift bins; None: no reference
 
 
 def model_files(models_dir: str | Path) -> dict[str, Path]:
@@ -133,31 +144,39 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 _DONE = object()
 
 
+def drift_counts(frame: pd.DataFrame, offset: int, preprocessor: CustomerPreprocessor,
+                 source: str) -> dict[str, np.ndarray]:
+    """One batch's or partition's counts in the preprocessor's drift bins."""
+    return preprocessor.drift_counts(frame, f"{source} (rows {offset + 1:,}-{offset + len(frame):,})")
+
+
 def _prepared(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_columns: list[str],
-              source: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None, list[str] | None]]:
-    """Each batch as (IDs, features or None when it has no rows, the ignored columns: first batch only)."""
+              source: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None, list[str] | None, dict | None]]:
+    """Each batch as (IDs, features or None when it has no rows, the ignored columns: first batch only,
+    drift counts or None)."""
     required = list(id_columns) + scoring.preprocessor.input_columns
+    has_reference = scoring.preprocessor.drift_reference is not None
     first_row = 0
     for number, batch in enumerate(batches):
         ignored = check_scoring_table(batch, required, source) if number == 0 else None
         ids = batch[list(id_columns)].reset_index(drop=True)
         if batch.empty:
-            yield ids, None, ignored
+            yield ids, None, ignored, None
             continue
         where = f"{source} (rows {first_row + 1:,}-{first_row + len(batch):,})"
-        yield ids, scoring.features(batch, where), ignored
+        features = scoring.features(batch, where)
+        counts = drift_counts(batch, first_row, scoring.preprocessor, source) if has_reference else None
+        yield ids, features, ignored, counts
         first_row += len(batch)
 
 
 def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_columns: list[str],
-                  source: str) -> tuple[pd.DataFrame, list[str]]:
-    """Score every row: IDs, calibrated probability, decision, rank and decile, in input order.
-
-    Returns the scores and the input columns the model ignored.
-    """
-    ids, probabilities, raws, reasons = [], [], [], []
+                  source: str) -> tuple[pd.DataFrame, ScoringSummary]:
+    """Score every row: IDs, calibrated probability, decision, rank and decile, in input order."""
+    ids, probabilities, raws, reasons, counts = [], [], [], [], []
     ignored: list[str] = []
-    for batch_ids, features, first_ignored in _read_ahead(_prepared(batches, scoring, id_columns, source)):
+    for batch_ids, features, first_ignored, batch_counts in _read_ahead(_prepared(batches, scoring, id_columns,
+                                                                                   source)):
         if first_ignored is not None:
             ignored = first_ignored
         ids.append(batch_ids)
@@ -167,6 +186,8 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         raws.append(raw)
         probabilities.append(probability)
         reasons.append(scoring.reasons(features))
+        if batch_counts is not None:
+            counts.append(batch_counts)
 
     raw = np.concatenate(raws) if raws else np.empty(0)
     probability = np.concatenate(probabilities) if probabilities else np.empty(0)
@@ -178,7 +199,9 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         scores = pd.concat([scores, pd.concat(reasons, ignore_index=True)], axis=1)
     scores[RANK] = rank
     scores[DECILE] = decile
-    return scores, ignored
+    summary = ScoringSummary(len(scores), int(scores[DECISION].sum()), ignored,
+                             drift.added_counts(counts) if counts else None)
+    return scores, summary
 
 
 def raw_scores(model, features: pd.DataFrame, threads: int) -> np.ndarray:
@@ -217,13 +240,14 @@ def _ranks(probability: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def score_on_cluster(engine, path: str | Path, scoring: ScoringModel, id_columns: list[str],
-                     output: Path) -> tuple[int, int, list[str]]:
+                     output: Path) -> ScoringSummary:
     """Score a parquet table (file, directory or glob) partition by partition on the Dask engine's cluster
     and write the scores as a directory of parquet files, one per partition, in input order.
 
     Probabilities and decisions are computed on the workers; only each row's probability and raw
     score come back, to rank all rows at once (as `score_batches` does), and the ranks go back to
-    the workers that write the files. Returns (rows, flagged, ignored columns).
+    the workers that write the files. The drift counts are added up from every partition's, read
+    again with only the feature columns.
     """
     source = str(path)
     ignored = check_scoring_table(parquet_header(path), list(id_columns) + scoring.preprocessor.input_columns,
@@ -232,4 +256,8 @@ def score_on_cluster(engine, path: str | Path, scoring: ScoringModel, id_columns
     shared = (dataclasses.replace(scoring, threads=1), list(id_columns), source)
     keys = engine.score_partitions(path, output, _score_partition, [PROBABILITY, RAW], _ranks, [RAW], shared)
     flagged = int(scoring.threshold.flags(keys[PROBABILITY], keys[RAW]).sum())
-    return len(keys[PROBABILITY]), flagged, ignored
+    counts = None
+    if scoring.preprocessor.drift_reference is not None and len(keys[PROBABILITY]):
+        counts = engine.map(drift_counts, path, scoring.preprocessor, source,
+                            columns=scoring.preprocessor.input_columns, combine=drift.added_counts)
+    return ScoringSummary(len(keys[PROBABILITY]), flagged, ignored, counts)

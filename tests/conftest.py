@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,27 @@ from stages.lib.resampling import resample_training
 from stages.lib.schema import split_features
 from stages.lib.synthetic import generate_customers
 from tests.helpers import dvc, edited_params, git, new_repo, set_key
+
+# A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
+# (a stage, dvc, git, a signal to a child): each costs seconds of start-up, so the fast command skips them.
+CHILD_PROCESS = re.compile(r"\b(python_module|start_module|dvc|git|repro_killed_during)\(|"
+                           r"\bsubprocess\.(run|Popen|check_output|check_call)\(")
+
+
+def _starts_a_child(function) -> bool:
+    try:
+        return bool(CHILD_PROCESS.search(inspect.getsource(function)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = [definition.func for definitions in item._fixtureinfo.name2fixturedefs.values()
+                    for definition in definitions]
+        if any(_starts_a_child(function) for function in [getattr(item, "function", None), *fixtures]):
+            item.add_marker(pytest.mark.subprocess)
+
 
 # The tests' params for stage functions called in this process: a few more customers.
 IN_PROCESS = {"generate.rows": 4000}

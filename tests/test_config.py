@@ -247,3 +247,9 @@ def test_a_bad_count_is_one_line_whichever_member_of_its_union_failed(raw_params
 def test_a_bad_sample_size_is_one_line(raw_params, value, problem):
     raw_params["tune"]["sample_rows"] = value
     assert problems_of(raw_params) == [problem]
+
+
+def test_an_empty_id_columns_means_no_id_columns(raw_params):
+    """`id_columns:` left empty in params.yaml (YAML null) is a table without IDs, as `[]` is."""
+    raw_params["data"]["id_columns"] = None
+    assert parse_params(raw_params).data.id_columns == []

@@ -353,7 +353,7 @@ def _check_code(client, name: str) -> None:
             raise ClusterError(
                 f"{who} cannot import this project's code ({_gist(error)}); start "
                 f"{'it' if call == client.run_on_scheduler else 'them'} from a checkout of this commit with its "
-                "requirements.txt installed and PYTHONPATH set to the checkout (README.md, \"Scaling out\")"
+                "requirements.txt installed and PYTHONPATH set to the checkout (docs/scaling-out.md)"
             ) from None
     client.run(_quiet_lightgbm)
 

@@ -1,0 +1,109 @@
+"""The README and docs/: generated parts up to date, links that resolve, commands that work when pasted."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from docs import build
+from stages.lib.params import Dimension, Params
+from tests.helpers import REPO_ROOT, child_env, copy_repo, customers_to_score, dvc
+
+PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+README_MAX_LINES = 300
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings (outside code blocks)."""
+    anchors, fenced = set(), False
+    for line in page.read_text().splitlines():
+        fenced ^= line.startswith("```")
+        heading = re.match(r"#+ (.*)", line)
+        if heading and not fenced:
+            anchors.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_every_generated_part_of_the_last_commit_is_up_to_date():
+    """Checked on the last commit, so a workspace with the user's own params or metrics passes too."""
+    assert build.stale(build.committed) == [], f"run `{build.COMMAND}` and commit what it writes"
+
+
+def test_a_changed_source_makes_its_generated_part_stale():
+    def with_better_metrics(path: str) -> str:
+        if path != "metrics/metrics.json":
+            return build.committed(path)
+        metrics = json.loads(build.committed(path))
+        metrics["average_precision"] += 0.05
+        return json.dumps(metrics)
+
+    assert build.headline_metrics(build.committed) in build.committed("README.md")
+    assert build.stale(with_better_metrics) == ["README.md"]
+
+
+def test_every_link_in_the_readme_and_docs_resolves():
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_readme_is_short():
+    assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= README_MAX_LINES
+
+
+def test_every_param_is_described_once_in_its_model_and_documented_on_the_generated_page():
+    page = (REPO_ROOT / "docs/parameters.md").read_text()
+    for section, field in Params.model_fields.items():
+        assert field.annotation.__doc__, section
+        for key, described in field.annotation.model_fields.items():
+            assert described.description, f"{section}.{key} has no description in stages/lib/params.py"
+            assert f"| `{section}.{key}` |" in page
+    assert all(described.description for described in Dimension.model_fields.values())
+    # Nowhere else: no other page has a table of params and their meanings (params.yaml's comments are
+    # generated from the same descriptions: test_every_generated_part_is_up_to_date).
+    for other in [p for p in PAGES if p.name != "parameters.md"]:
+        assert not re.search(r"^\| key \|.*\| meaning \|", other.read_text(), re.MULTILINE), other.name
+
+
+def _runnable_blocks(page: Path) -> list[str]:
+    """The fenced shell blocks marked `<!-- runnable -->` on a page, in page order."""
+    return re.findall(r"<!-- runnable -->\n```bash\n(.*?)```", page.read_text(), re.DOTALL)
+
+
+def test_the_pages_mark_runnable_blocks():
+    assert _runnable_blocks(REPO_ROOT / "README.md")
+    assert sum(len(_runnable_blocks(page)) for page in PAGES) >= 5
+
+
+@pytest.mark.e2e
+@pytest.mark.subprocess
+@pytest.mark.parametrize("page", [p for p in PAGES if _runnable_blocks(p)], ids=lambda p: p.name)
+def test_the_runnable_blocks_work_when_pasted(page, reproduced_repo, tmp_path):
+    """Each page's runnable blocks, in order, in a copy of a reproduced repository with a table to score and
+    a remote of its own holding the model: every command exits 0."""
+    repo = copy_repo(reproduced_repo, tmp_path / "repo")
+    customers_to_score(repo, repo / "customers.csv")
+    dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "remote"), cwd=repo)
+    dvc("push", "-q", cwd=repo)
+    for model_file in ("preprocessor.joblib", "model.joblib", "calibrator.joblib", "threshold.json"):
+        (repo / "models" / model_file).unlink()  # `dvc pull` must bring them back
+    env = child_env()
+    for block in _runnable_blocks(page):
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=repo, env=env, text=True,
+                                capture_output=True, timeout=600)
+        assert result.returncode == 0, f"{page.name}:\n{block}\n{result.stdout}\n{result.stderr}"
+    # What the blocks leave: no stray error, and the repository still reproduces.
+    assert "error" not in dvc("status", cwd=repo).stdout.lower()

@@ -18,6 +18,8 @@ customers no longer look like the ones the model learned from.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -129,8 +131,10 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
             + [c + INDICATOR_SUFFIX for c in self.indicator_columns_]
             + list(self.categorical_columns)
         )
+        # Named by this preprocessor's own column names: names that came back from Dask workers are equal
+        # but other objects, and pickle would write them out again instead of referring to these.
         self.drift_reference_ = drift.DriftReference(
-            tuple(numeric_bins[c] for c in self.numeric_columns)
+            tuple(dataclasses.replace(numeric_bins[c], feature=c) for c in self.numeric_columns)
             + tuple(drift.categorical_bins(c, self.levels_[c], level_counts[c], rows)
                     for c in self.categorical_columns))
         return self

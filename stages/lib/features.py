@@ -164,16 +164,29 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(block, index=frame.index)
 
     def transform(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-        numeric = self.numeric_block(frame, source)
+        return self._features(frame.index, *self._read(frame, source))
+
+    def transform_and_count(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict | None]:
+        """`transform`, and the table's counts in the drift reference's bins (None without a reference),
+        from one reading of its values."""
+        numeric, codes = self._read(frame, source)
+        reference = self.drift_reference
+        return (self._features(frame.index, numeric, codes),
+                drift.table_counts(reference, numeric, codes) if reference is not None else None)
+
+    def _read(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """The numeric block (NaN: missing) and each category's level codes."""
+        return self.numeric_block(frame, source), {c: self.level_codes(frame[c], c) for c in self.categorical_columns}
+
+    def _features(self, index: pd.Index, numeric: pd.DataFrame, codes: dict[str, np.ndarray]) -> pd.DataFrame:
         out = {}
         for column in self.numeric_columns:
             out[column] = numeric[column].fillna(np.float32(self.medians_[column])).to_numpy(np.float32)
         for column in self.indicator_columns_:
             out[column + INDICATOR_SUFFIX] = numeric[column].isna().to_numpy(np.float32)
         for column in self.categorical_columns:
-            out[column] = pd.Categorical.from_codes(self.level_codes(frame[column], column),
-                                                    categories=self.levels_[column])
-        return pd.DataFrame(out, index=frame.index)[self.feature_names_out_]
+            out[column] = pd.Categorical.from_codes(codes[column], categories=self.levels_[column])
+        return pd.DataFrame(out, index=index)[self.feature_names_out_]
 
     def level_codes(self, series: pd.Series, column: str) -> np.ndarray:
         """Each value's position in the column's levels: 0 missing, 1 rare or unseen, 2... a frequent level."""
@@ -185,8 +198,7 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
 
     def drift_counts(self, frame: pd.DataFrame, source: str) -> dict[str, np.ndarray]:
         """An input table's counts in the drift reference's bins (stages.lib.drift.table_counts)."""
-        codes = {c: self.level_codes(frame[c], c) for c in self.categorical_columns}
-        return drift.table_counts(self.drift_reference, self.numeric_block(frame, source), codes)
+        return drift.table_counts(self.drift_reference, *self._read(frame, source))
 
     def processed_drift_counts(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
         """`drift_counts` of rows this preprocessor transformed: a number is missing where its

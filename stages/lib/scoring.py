@@ -60,8 +60,10 @@ class ScoringModel:
     threads: int = 1
     explain: int = 0  # reason codes per customer (stages.lib.explain), 0: none
 
-    def features(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
-        return self.preprocessor.transform(frame[self.preprocessor.input_columns], source)
+    def features(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict | None]:
+        """Processed features, and the rows' counts in the drift bins (None: the preprocessor has no
+        reference)."""
+        return self.preprocessor.transform_and_count(frame[self.preprocessor.input_columns], source)
 
     def scores_of(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated probabilities, raw scores) of processed features."""
@@ -144,29 +146,20 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 _DONE = object()
 
 
-def drift_counts(frame: pd.DataFrame, offset: int, preprocessor: CustomerPreprocessor,
-                 source: str) -> dict[str, np.ndarray]:
-    """One batch's or partition's counts in the preprocessor's drift bins."""
-    return preprocessor.drift_counts(frame, f"{source} (rows {offset + 1:,}-{offset + len(frame):,})")
-
-
 def _prepared(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_columns: list[str],
-              source: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None, list[str] | None, dict | None]]:
-    """Each batch as (IDs, features or None when it has no rows, the ignored columns: first batch only,
-    drift counts or None)."""
+              source: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None, dict | None, list[str] | None]]:
+    """Each batch as (IDs, features or None when it has no rows, drift counts or None, the ignored columns:
+    first batch only)."""
     required = list(id_columns) + scoring.preprocessor.input_columns
-    has_reference = scoring.preprocessor.drift_reference is not None
     first_row = 0
     for number, batch in enumerate(batches):
         ignored = check_scoring_table(batch, required, source) if number == 0 else None
         ids = batch[list(id_columns)].reset_index(drop=True)
         if batch.empty:
-            yield ids, None, ignored, None
+            yield ids, None, None, ignored
             continue
         where = f"{source} (rows {first_row + 1:,}-{first_row + len(batch):,})"
-        features = scoring.features(batch, where)
-        counts = drift_counts(batch, first_row, scoring.preprocessor, source) if has_reference else None
-        yield ids, features, ignored, counts
+        yield ids, *scoring.features(batch, where), ignored
         first_row += len(batch)
 
 
@@ -175,7 +168,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
     """Score every row: IDs, calibrated probability, decision, rank and decile, in input order."""
     ids, probabilities, raws, reasons, counts = [], [], [], [], []
     ignored: list[str] = []
-    for batch_ids, features, first_ignored, batch_counts in _read_ahead(_prepared(batches, scoring, id_columns,
+    for batch_ids, features, batch_counts, first_ignored in _read_ahead(_prepared(batches, scoring, id_columns,
                                                                                    source)):
         if first_ignored is not None:
             ignored = first_ignored
@@ -219,19 +212,19 @@ def score_features(features: pd.DataFrame, model, calibrator, threads: int) -> t
 
 
 def _score_partition(partition: pd.DataFrame, offset: int, scoring: ScoringModel, id_columns: list[str],
-                     source: str) -> pd.DataFrame:
-    """IDs, probability, decision and raw score of one partition (on a Dask worker)."""
+                     source: str) -> tuple[pd.DataFrame, dict | None]:
+    """IDs, probability, decision and raw score of one partition (on a Dask worker), and its drift counts."""
     where = f"{source} (rows {offset + 1:,}-{offset + len(partition):,})"
     check_scoring_table(partition, list(id_columns) + scoring.preprocessor.input_columns, source)
     scores = partition[list(id_columns)].reset_index(drop=True)
-    features = scoring.features(partition, where) if len(partition) else None
+    features, counts = scoring.features(partition, where) if len(partition) else (None, None)
     probability, raw = scoring.scores_of(features) if features is not None else (np.empty(0), np.empty(0))
     scores[PROBABILITY] = probability
     scores[DECISION] = scoring.threshold.flags(probability, raw).astype(np.int8)
     scores[RAW] = raw
     if scoring.explain:
         scores = pd.concat([scores, scoring.reasons(features)], axis=1)
-    return scores
+    return scores, counts
 
 
 def _ranks(probability: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
@@ -246,18 +239,15 @@ def score_on_cluster(engine, path: str | Path, scoring: ScoringModel, id_columns
 
     Probabilities and decisions are computed on the workers; only each row's probability and raw
     score come back, to rank all rows at once (as `score_batches` does), and the ranks go back to
-    the workers that write the files. The drift counts are added up from every partition's, read
-    again with only the feature columns.
+    the workers that write the files. Each partition's drift counts come back with its scores.
     """
     source = str(path)
     ignored = check_scoring_table(parquet_header(path), list(id_columns) + scoring.preprocessor.input_columns,
                                   source)
     # One LightGBM thread per task: the cluster's worker threads are the parallelism.
     shared = (dataclasses.replace(scoring, threads=1), list(id_columns), source)
-    keys = engine.score_partitions(path, output, _score_partition, [PROBABILITY, RAW], _ranks, [RAW], shared)
+    keys, summaries = engine.score_partitions(path, output, _score_partition, [PROBABILITY, RAW], _ranks, [RAW],
+                                              shared)
     flagged = int(scoring.threshold.flags(keys[PROBABILITY], keys[RAW]).sum())
-    counts = None
-    if scoring.preprocessor.drift_reference is not None and len(keys[PROBABILITY]):
-        counts = engine.map(drift_counts, path, scoring.preprocessor, source,
-                            columns=scoring.preprocessor.input_columns, combine=drift.added_counts)
-    return ScoringSummary(len(keys[PROBABILITY]), flagged, ignored, counts)
+    counts = [c for c in summaries if c is not None]
+    return ScoringSummary(len(keys[PROBABILITY]), flagged, ignored, drift.added_counts(counts) if counts else None)

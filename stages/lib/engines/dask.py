@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,20 +212,23 @@ class DaskEngine(Engine):
 
     def score_partitions(self, path: str | Path, output: str | Path, score: PartitionFunction, keys: list[str],
                          finish: Callable[..., dict[str, np.ndarray]], dropped: list[str],
-                         shared: tuple) -> dict[str, np.ndarray]:
+                         shared: tuple) -> tuple[dict[str, np.ndarray], list]:
         """Score a parquet table partition by partition on the cluster and write it as a directory of parquet
         files, one per partition, in input order; for `stages.predict --engine dask`.
 
-        `score(partition, offset, *shared)` scores one partition on a worker; the scored partitions
-        stay there and only their `keys` columns come back, for `finish(*keys)` to compute columns
+        `score(partition, offset, *shared)` scores one partition on a worker and returns (scored
+        partition, summary); the scored partitions stay there and only their `keys` columns and
+        summaries come back, for `finish(*keys)` to compute columns
         that need every row at once (ranks); those go back to the workers, which add them, drop the
-        `dropped` columns and write the files. Returns the keys of every row.
+        `dropped` columns and write the files. Returns the keys of every row and each partition's summary.
         """
         parts, offsets = self._layout(path)
         client = self.client
         sent = self._shared(shared)
-        scored = [client.submit(_apply, score, part, offset, None, sent, pure=False)
-                  for part, offset in zip(parts, offsets)]
+        results = [client.submit(_apply, score, part, offset, None, sent, pure=False)
+                   for part, offset in zip(parts, offsets)]
+        scored = [client.submit(operator.itemgetter(0), result, pure=False) for result in results]
+        summaries = client.gather([client.submit(operator.itemgetter(1), result, pure=False) for result in results])
         pieces = client.gather([client.submit(_columns, frame, keys, pure=False) for frame in scored])
         values = {key: np.concatenate([piece[key] for piece in pieces]) for key in keys}
         finished = finish(*(values[key] for key in keys))
@@ -234,7 +238,7 @@ class DaskEngine(Engine):
                 client.submit(_finished_part, frame, {name: column[a:b] for name, column in finished.items()},
                               dropped, folder.resolve() / PART_NAME.format(number), pure=False)
                 for number, (frame, a, b) in enumerate(zip(scored, bounds[:-1], bounds[1:]))])
-        return values
+        return values, summaries
 
 
 def _rows_by_worker(part: str, offset: int, seed: int, workers: int) -> list[pd.DataFrame]:

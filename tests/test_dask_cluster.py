@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier
@@ -345,16 +346,33 @@ def silent_listener():
         server.close()
 
 
-def test_a_port_held_by_another_program_is_one_line_within_10_seconds(dask_train):
+def test_a_port_held_by_another_program_is_one_line_not_a_hang(dask_train):
     with silent_listener() as address:
         code, stderr, seconds = dask_train(address)
     line = one_error(stderr)
-    assert code == 2 and seconds < 10, seconds
+    assert code == 2 and seconds < 60, seconds
     assert line.startswith(f"error: cannot reach the Dask scheduler at {address}") and "unset it" in line
 
 
-def test_an_unreachable_scheduler_is_one_line_within_10_seconds(dask_train):
+def test_an_unreachable_scheduler_is_one_line_not_a_hang(dask_train):
     address = f"tcp://127.0.0.1:{free_port()}"
     code, stderr, seconds = dask_train(address)
-    assert code == 2 and seconds < 10, seconds
+    assert code == 2 and seconds < 60, seconds
     assert one_error(stderr).startswith(f"error: cannot reach the Dask scheduler at {address}")
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["port held by another program", "nothing listening"])
+def test_the_wait_for_a_scheduler_that_does_not_answer_is_the_connect_timeout(monkeypatch, listening):
+    """In-process, so the bound is the engine's own wait and not the interpreter's start-up, which
+    a loaded machine stretches."""
+    from stages.lib.engines import dask as dask_engine
+
+    limit = dask.utils.parse_timedelta(dask_engine.CONNECT_TIMEOUT)
+    with silent_listener() if listening else contextlib.nullcontext(f"tcp://127.0.0.1:{free_port()}") as address:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        started = time.monotonic()
+        with pytest.raises(dask_engine.ClusterError, match="cannot reach the Dask scheduler"):
+            with dask_engine.start():
+                pass
+        waited = time.monotonic() - started
+    assert waited < limit + 3, waited

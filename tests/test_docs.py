@@ -45,8 +45,15 @@ def test_a_changed_source_makes_its_generated_part_stale():
     assert build.stale(with_better_metrics) == ["README.md"]
 
 
-def test_every_link_in_the_readme_and_docs_resolves():
-    broken = []
+def _tracked() -> set[Path]:
+    """The files git tracks, and their folders: what a fresh clone has."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    files = {REPO_ROOT / name for name in listed.decode().split("\0") if name}
+    return files | {folder for file in files for folder in file.parents}
+
+
+def test_every_link_in_the_readme_and_docs_resolves_in_a_fresh_clone():
+    tracked, broken = _tracked(), []
     for page in PAGES:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
             if re.match(r"[a-z]+://", target):
@@ -55,6 +62,8 @@ def test_every_link_in_the_readme_and_docs_resolves():
             linked = (page.parent / path).resolve() if path else page
             if not linked.exists():
                 broken.append(f"{page.name}: {target} (no such file)")
+            elif linked not in tracked:
+                broken.append(f"{page.name}: {target} (not tracked by git: ignored or not added)")
             elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken, "\n".join(broken)

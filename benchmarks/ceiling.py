@@ -11,19 +11,17 @@ For each `base.seed`, the whole pipeline runs with the committed params.yaml (th
 changes the data, the split, the folds and the search), so each row pairs the pipeline's test
 average precision with the ideal scorer's and the ceiling's on the same test customers.
 
-    python -m benchmarks.ceiling --seeds 42 0 1 2 3 4 5 6 7 8 9 --ceiling-rows 500000 1000000 2000000 4000000
-
-Writes OUTPUT.json and OUTPUT.md (default benchmarks/experiments/ceiling-60k) and prints the
-table. Not a test: CI does not run it.
+Options (benchmarks/configs.yaml): `seeds` (base.seed of each run), `ceiling_rows` (training rows of
+each ceiling model), `threads` (LightGBM threads of the ceiling fits), `params` (dotted keys set in
+every run on top of the committed params).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
@@ -34,12 +32,11 @@ import yaml
 from lightgbm import LGBMClassifier, early_stopping
 from sklearn.metrics import average_precision_score
 
-from benchmarks.markdown import table
-from benchmarks.measure import machine
-from benchmarks.run import benchmark_size, dvc_paths, parse_overrides
+from benchmarks.markdown import about, table
+from benchmarks.pipeline import benchmark_size, dvc_paths
+from benchmarks.results import ROOT
 from stages.lib.params import GenerateParams
 from stages.lib.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
-from tests.helpers import REPO_ROOT
 
 # Seeds of the ceiling's own tables: far from any base.seed a run uses.
 CEILING_TRAIN_SEED = 10_000_019
@@ -110,10 +107,10 @@ def shipped(record: dict) -> str:
     return f"{family} ({comparison['difference']:+.4f}, {comparison['standard_error']:.4f})"
 
 
-def markdown(results: dict) -> str:
-    m = results["machine"]
-    sizes = results["ceiling_rows"]
-    done = [r for r in results["runs"] if r["completed"]]
+def summary(result: dict) -> str:
+    figures = result["figures"]
+    sizes = figures["ceiling_rows"]
+    done = [r for r in figures["runs"] if r["completed"] and "ceiling" in r]
     header = ["`base.seed`", "test buyers", "ideal AP", "pipeline AP", "of ideal",
               *[f"ceiling {n:,} AP (of ideal)" for n in sizes], "pipeline of ceiling", "ships (LightGBM - LR, se)",
               "edges"]
@@ -131,43 +128,31 @@ def markdown(results: dict) -> str:
         rows.append(["mean", "", "", "", spread([r["pipeline"] / r["ideal"] for r in done]),
                      *[spread([r["ceiling"][str(n)] / r["ideal"] for r in done]) for n in sizes],
                      spread([r["pipeline"] / r["ceiling"][str(sizes[-1])] for r in done]), "", ""])
-    fits = ", ".join(f"{n:,} rows: {results['ceiling_trees'][str(n)]} trees" for n in sizes)
-    return "\n".join([
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, LightGBM {m['lightgbm']}.",
-        "", f"    {results['command']}", "", f"Ceiling models ({fits}).", "",
-        table(header, rows, "rrrrr" + "r" * len(sizes) + "rll"), ""])
+    fits = ", ".join(f"{n:,} rows: {figures['ceiling_trees'][str(n)]} trees" for n in sizes
+                     if str(n) in figures.get("ceiling_trees", {}))
+    return "\n".join([about(result), "", f"Ceiling models ({fits}).", "",
+                      table(header, rows, "rrrrr" + "r" * len(sizes) + "rll"), ""])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, *range(10)], help="base.seed of each run")
-    parser.add_argument("--ceiling-rows", type=int, nargs="+", default=[500_000, 1_000_000, 2_000_000, 4_000_000],
-                        help="training rows of each ceiling model")
-    parser.add_argument("--threads", type=int, default=2, help="LightGBM threads of the ceiling fits")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="params of every run other than the committed ones, e.g. --set tune.n_iter=40")
-    parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "experiments" / "ceiling-60k"),
-                        help="writes OUTPUT.json and OUTPUT.md")
-    args = parser.parse_args(argv)
-    output = Path(args.output)
-    log_dir = output.parent / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
+    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
     generate = GenerateParams(**committed["generate"])
-
-    runs, workdirs = [], []
+    figures.update({"generate": generate.model_dump(), "ceiling_model": CEILING_MODEL,
+                    "ceiling_rows": sorted(options["ceiling_rows"]), "ceiling_trees": {}, "runs": []})
+    runs, workdirs = figures["runs"], []
     try:
         # The pipeline runs first, as child processes: the ceiling's fits in this process would
         # otherwise count in their measured memory.
-        for seed in args.seeds:
-            record, workdir = run_seed(seed, parse_overrides(args.set), log_dir)
+        for seed in options["seeds"]:
+            record, workdir = run_seed(seed, dict(options.get("params") or {}), logs)
             runs.append(record)
             workdirs.append(workdir)
+            save()
         tests = {r["seed"]: held_out_customers(w, r) for r, w in zip(runs, workdirs) if r["completed"]}
-        trees = {}
-        for rows in sorted(args.ceiling_rows):
-            model, levels = fit_ceiling(rows, generate, committed["data"]["categorical_columns"], args.threads)
-            trees[str(rows)] = model.best_iteration_
+        for rows in figures["ceiling_rows"]:
+            model, levels = fit_ceiling(rows, generate, committed["data"]["categorical_columns"],
+                                        options.get("threads", 2))
+            figures["ceiling_trees"][str(rows)] = model.best_iteration_
             print(f"[ceiling] {rows:,} rows: {model.best_iteration_} trees", file=sys.stderr)
             for record in runs:
                 if record["completed"]:
@@ -175,18 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                     scores = model.predict_proba(model_features(test, levels))[:, 1]
                     record.setdefault("ceiling", {})[str(rows)] = float(average_precision_score(test[TARGET_COLUMN],
                                                                                                 scores))
+            save()
     finally:
         for workdir in workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
-    command = "python -m benchmarks.ceiling " + shlex.join(sys.argv[1:] if argv is None else argv)
-    results = {"machine": machine(), "command": command, "generate": generate.model_dump(),
-               "ceiling_model": CEILING_MODEL, "ceiling_rows": sorted(args.ceiling_rows),
-               "ceiling_trees": trees, "runs": runs}
-    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    output.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
-    return 0 if all(r["completed"] for r in runs) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return all(r["completed"] for r in runs)

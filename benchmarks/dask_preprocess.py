@@ -1,35 +1,30 @@
-"""preprocess on one process (compute.engine local) against a LocalCluster (compute.engine dask).
+"""The `dask-preprocess` kind: preprocess on one process (compute.engine local) against a LocalCluster
+(compute.engine dask).
 
-Generates ROWS customers as the pipeline does, writes them as PARTS parquet files
-(a warehouse unload; each PARTS given), and runs `python -m stages.preprocess` on that directory once
-with each engine, measuring wall time and the peak memory of the stage's process tree
-(with dask, the LocalCluster's worker processes are in it) and of its largest process.
-
-    python -m benchmarks.dask_preprocess --rows 1000000 10000000 --parts 16 160 \
-        --output benchmarks/experiments/dask-preprocess
-
-Writes OUTPUT.json (one record per size and engine) and prints a markdown table.
+Generates `rows` customers as the pipeline does, writes them as `parts` parquet files (a warehouse
+unload; each count given), and runs `python -m stages.preprocess` on that directory once with each
+engine, measuring wall time and the peak memory of the stage's process tree (with dask, the
+LocalCluster's worker processes are in it) and of its largest process.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ruamel.yaml import YAML
 
-from benchmarks.markdown import table
-from benchmarks.measure import child_env, machine, run_measured
+from benchmarks.markdown import about, table
+from benchmarks.measure import child_env, run_measured
+from benchmarks.results import ROOT as REPO
 from stages.lib.params import load_params
 from stages.lib.synthetic import generate_customers
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:
@@ -73,25 +68,23 @@ def measure(rows: int, parts_counts: list[int], work: Path) -> list[dict]:
                 cwd=REPO, env=child_env(), log=work / "preprocess.log")
             records.append({"rows": rows, "parts": parts, "rows_per_part": rows // parts, "engine": engine,
                             **result})
-            print(records[-1], flush=True)
             shutil.rmtree(out)
         shutil.rmtree(source)
     return records
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--parts", type=int, nargs="+", default=[16], help="parquet files the table is written as")
-    parser.add_argument("--output", type=Path, required=True, help="OUTPUT.json gets the records")
-    args = parser.parse_args()
+def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
+    records = figures.setdefault("records", [])
     with tempfile.TemporaryDirectory() as work:
-        records = [record for rows in args.rows for record in measure(rows, args.parts, Path(work))]
-    args.output.with_suffix(".json").write_text(json.dumps({"machine": machine(), "records": records}, indent=2))
-    print(table(["customers", "files", "engine", "wall s", "peak MB (process tree)", "largest process MB", "load"],
-                [[f"{r['rows']:,}", str(r["parts"]), r["engine"], f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:,.0f}",
-                  f"{r['largest_process_rss_mb']:,.0f}", str(r["load_average"])] for r in records], "rrlrrrr"))
+        for rows in options["rows"]:
+            records += measure(rows, options["parts"], Path(work))
+            save()
+    return all(record["exit_code"] == 0 for record in records)
 
 
-if __name__ == "__main__":
-    main()
+def summary(result: dict[str, Any]) -> str:
+    records = result["figures"]["records"]
+    return about(result) + "\n\n" + table(
+        ["customers", "files", "engine", "wall s", "peak MB (process tree)", "largest process MB", "load"],
+        [[f"{r['rows']:,}", str(r["parts"]), r["engine"], f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:,.0f}",
+          f"{r['largest_process_rss_mb']:,.0f}", str(r["load_average"])] for r in records], "rrlrrrr") + "\n"

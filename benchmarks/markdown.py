@@ -1,4 +1,4 @@
-"""The benchmark's results as Markdown (benchmarks/results.md)."""
+"""Benchmark results as Markdown, for the terminal when a benchmark ends."""
 
 from __future__ import annotations
 
@@ -17,18 +17,26 @@ def table(header: list[str], rows: list[list[str]], align: str) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
 
 
-def markdown(results: dict) -> str:
-    m = results["machine"]
+def about(result: dict) -> str:
+    """One line naming a result's machine, code and load."""
+    m, v = result["machine"], result["versions"]
+    commit = (result["commit"] or "")[:12] + (" (with uncommitted changes)" if result["dirty"] else "")
+    before, after = result["load"].get("before"), result["load"].get("after")
+    load = f"; load {before:.1f} before, {after:.1f} after" if before is not None and after is not None else ""
+    return (f"`{result['config']}` on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM; commit "
+            f"{commit or 'not recorded'}; Python {v['python']}, LightGBM {v.get('lightgbm', '?')}{load}.")
+
+
+def markdown(result: dict) -> str:
+    """The `pipeline` kind's figures: every stage of every run, quality, and the targets."""
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}, "
-        f"Python {m['python']}, LightGBM {m['lightgbm']}.",
-        "",
-        *[f"    {command}" for command in results.get("commands", [])],
+        about(result),
         "",
         "| run | rows | stage | wall s | CPU s | peak RSS MB | LightGBM fit s | oversample s | load |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in results["runs"]:
+    figures = result["figures"]
+    for run in figures["runs"]:
         rows = f"{run.get('rows', 0):,}"
         for s in run["stages"]:
             failed = " (failed)" if s["exit_code"] else ""
@@ -56,12 +64,12 @@ def markdown(results: dict) -> str:
         "the wall time when fits run side by side. Peak RSS is the stage's processes added up. Load is the "
         "machine's 1-minute load average when the stage ended (2 cores: above 2, other work competed for them).",
         "",
-        *quality_markdown(results["runs"]),
+        *quality_markdown(figures["runs"]),
         "",
         "| target | limit | measured | met | margin |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for t in results["targets"]:
+    for t in figures.get("targets", []):
         met = {True: "yes", False: "**no**", None: "not run"}[t["met"]]
         lines.append(f"| {t['target']} | {t['limit']} | {t['measured']} | {met} | {t['margin']} |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -103,27 +102,6 @@ def profile_totals(path: Path) -> dict[str, Any]:
     totals["lightgbm_fit_s"] = round(totals["lightgbm_fit_s"], 3)
     totals["oversample_s"] = round(totals["oversample_s"], 3)
     return totals
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import lightgbm
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "lightgbm": lightgbm.__version__,
-    }
 
 
 def child_env(profile: Path | None = None) -> dict[str, str]:

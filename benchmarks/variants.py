@@ -14,26 +14,26 @@ not re-tuned per seed) and score the test split; then the same with one change a
 Paired by seed (the same customers, split and test set for every variant), so the differences
 are far less noisy than test average precision itself.
 
-    python -m benchmarks.variants --seeds 0 1 2 3 4 5 6 7 8 9 --output benchmarks/experiments/variants-60k
+Options (benchmarks/configs.yaml): `seeds`; `best_params`, the tuned params every variant starts
+from (models/best_params.json of a reproduced workspace).
 
-Writes OUTPUT.json and prints a markdown table. Not a test: CI does not run it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, stdev
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
-from benchmarks.markdown import table
-from benchmarks.measure import machine
+from benchmarks.markdown import about, table
+from benchmarks.results import ROOT
 from stages.lib import models
 from stages.lib.baselines import baseline_scores, fit_baselines
 from stages.lib.compute import local_workers, usable_cores
@@ -87,10 +87,13 @@ def blended(scores: np.ndarray, train: pd.DataFrame, y: np.ndarray, test: pd.Dat
     return rankdata(scores) + 0.5 * rankdata(baseline_scores({"lr": linear}, test)["lr"])
 
 
-def compare(seeds: list[int], best: dict) -> list[dict]:
-    base = load_params("params.yaml")
-    records = []
-    for seed in seeds:
+def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
+    warnings.filterwarnings("ignore")
+    base = load_params(ROOT / "params.yaml")
+    best = read_json(ROOT / options.get("best_params", "models/best_params.json"))
+    figures["best_params"] = best
+    records = figures.setdefault("runs", [])
+    for seed in options["seeds"]:
         params = base.model_copy(update={"base": base.base.model_copy(update={"seed": seed})})
         customers, truth = generate_customers(params.generate, seed)
         train, test, _ = preprocess_customers(customers, params.data, params.preprocess, seed)
@@ -102,33 +105,20 @@ def compare(seeds: list[int], best: dict) -> list[dict]:
             scores = variant_scores(name, features, y, test_features, params, best)
             record[name] = round(float(average_precision_score(test_y, scores)), 6)
         records.append(record)
-        print(record, flush=True)
-    return records
+        save()
+    return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--best-params", default="models/best_params.json",
-                        help="the tuned params every variant starts from")
-    parser.add_argument("--output", required=True, help="writes OUTPUT.json")
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    best = read_json(args.best_params)
-    records = compare(args.seeds, best)
-    Path(f"{args.output}.json").write_text(json.dumps({"machine": machine(), "best_params": best,
-                                                        "runs": records}, indent=2) + "\n")
+def summary(result: dict[str, Any]) -> str:
+    records = result["figures"]["runs"]
     rows = []
     for name in VARIANTS:
         ratios = [r[name] / r["ideal"] for r in records]
         gains = [(r[name] - r["committed"]) / r["ideal"] for r in records]
         wins = sum(g > 0 for g in gains)
+        spread = f"{mean(gains):+.4f} (sd {stdev(gains):.4f})" if len(gains) > 1 else f"{mean(gains):+.4f}"
         rows.append([name, f"{mean(ratios):.4f}", f"{min(ratios):.3f}-{max(ratios):.3f}",
-                     "" if name == "committed" else f"{mean(gains):+.4f} (sd {stdev(gains):.4f})",
-                     "" if name == "committed" else f"{wins} of {len(gains)}"])
-    print(table(["variant", "test AP of ideal, mean", "range", "change against committed, of ideal", "better on"],
-                rows, "lrrrr"))
-
-
-if __name__ == "__main__":
-    main()
+                     "" if name == "committed" else spread, "" if name == "committed" else f"{wins} of {len(gains)}"])
+    return about(result) + "\n\n" + table(
+        ["variant", "test AP of ideal, mean", "range", "change against committed, of ideal", "better on"], rows,
+        "lrrrr") + "\n"

@@ -251,28 +251,46 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+# The stored benchmark result each generated table shows (benchmarks/results.py: one format, stored per
+# machine and commit); after `python -m benchmarks.run CONFIG`, point these at the new file.
+RESULTS = "benchmarks/results/amd-epyc-2-cores"
+STAGE_TABLE_RESULT = f"{RESULTS}/commit-unrecorded/sizes.json"
+SCORING_RESULT = f"{RESULTS}/5c769ae98374/scoring-1m.json"
+CEILING_RESULTS = [f"{RESULTS}/commit-unrecorded/{name}.json"
+                   for name in ("ceiling-60k", "family-ceiling-60k", "ceiling-60k-n-iter-40")]
+QUALITY_RESULTS = {f"{RESULTS}/commit-unrecorded/quality.json": "generated",
+                   f"{RESULTS}/commit-unrecorded/linear-truth-60k.json": "generated, `generate.truth: linear`"}
+
+
+def _measured_on(result: dict[str, Any], path: str) -> str:
+    """Where a table's figures come from: the file, its machine and the code it measured."""
+    machine = result["machine"]
+    code = (f"commit {result['commit'][:12]}" + (" with uncommitted changes" if result["dirty"] else "")
+            if result["commit"] else f"stored in commit {result['stored_in_commit'][:12]}, measured before results "
+                                     "named their commit")
+    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; Python "
+            f"{result['versions']['python']}, LightGBM {result['versions']['lightgbm']}; {code}; `{path}`")
+
+
 def performance_tables(read: Reader = working_tree) -> str:
-    results = json.loads(read("benchmarks/results.json"))
-    machine = results["machine"]
+    result = json.loads(read(STAGE_TABLE_RESULT))
     lines = [_begin("performance"), "",
-             f"Machine of the stage table: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
-             f"Python {machine['python']}, LightGBM {machine['lightgbm']} (`benchmarks/results.json`, written by "
-             "`python -m benchmarks.run`; the 1-minute load average each stage ran under is in the last column).",
+             f"Stage table (`python -m benchmarks.run {result['config']}`; {_measured_on(result, STAGE_TABLE_RESULT)}; "
+             "the 1-minute load average each stage ran under is in the last column):",
              "", "| run | rows | stage | wall s | CPU s | peak RSS MB | load |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
-    for run in results["runs"]:
+    for run in result["figures"]["runs"]:
         for stage in run["stages"]:
             lines.append(f"| {run['label']} | {run['rows']:,} | {stage['stage']} | {stage['wall_s']:.1f} | "
                          f"{stage['cpu_s']:.1f} | {stage['peak_rss_mb']:,.0f} | {stage['load_average']:.1f} |")
         if run.get("total_wall_s"):
             lines.append(f"| {run['label']} | {run['rows']:,} | **every stage, with dvc** | "
                          f"**{run['total_wall_s']:.1f}** | | **{run['peak_rss_mb']:,.0f}** | |")
-    scoring = json.loads(read("benchmarks/experiments/scoring-1m-drift-explain.json"))
-    lines += ["", f"Scoring {scoring['rows']:,} customers with `stages.predict` (CSV in and out; "
-              f"{scoring['machine']['cpu']}, {scoring['machine']['cores']} cores; "
-              "`benchmarks/experiments/scoring-1m-drift-explain.json`):", "",
-              "| code | wall s, each round | median | load |", "| --- | --- | ---: | --- |"]
-    for variant, runs in scoring["results"].items():
+    scoring = json.loads(read(SCORING_RESULT))
+    lines += ["", f"Scoring {scoring['figures']['rows']:,} customers with `stages.predict` (CSV in and out; "
+              f"`python -m benchmarks.run {scoring['config']}`; {_measured_on(scoring, SCORING_RESULT)}):", "",
+              "| variant | wall s, each round | median | load |", "| --- | --- | ---: | --- |"]
+    for variant, runs in scoring["figures"]["variants"].items():
         walls = [r["wall_s"] for r in runs]
         loads = [r["load_average"] for r in runs]
         lines.append(f"| {variant} | {', '.join(f'{w:.1f}' for w in walls)} | {_median(walls):.1f} | "
@@ -281,8 +299,6 @@ def performance_tables(read: Reader = working_tree) -> str:
     return "\n".join(lines)
 
 
-QUALITY_FILES = {"family-quality.json": "generated",
-                 "family-linear-truth-60k.json": "generated, `generate.truth: linear`"}
 TABLE_NAMES = {"default": "generated, committed params (default)", "own table": "own table (a user's export)",
                "three-column table": "three-column table"}
 
@@ -292,10 +308,12 @@ def quality_table(read: Reader = working_tree) -> str:
     lines = [_begin("quality"), "",
              "| table | rows | ships | pipeline AP | pipeline / ideal | logistic regression (se) | "
              "default LightGBM (se) | machine, load |", "|---|---:|---|---:|---:|---:|---:|---|"]
-    for name, generated_label in QUALITY_FILES.items():
-        result = json.loads(read(f"benchmarks/experiments/{name}"))
+    sources = []
+    for path, generated_label in QUALITY_RESULTS.items():
+        result = json.loads(read(path))
+        sources.append(f"`python -m benchmarks.run {result['config']}` ({_measured_on(result, path)})")
         cpu = f"{result['machine']['cpu']}, {result['machine']['cores']} cores"
-        for run in result["runs"]:
+        for run in result["figures"]["runs"]:
             quality = run.get("quality")
             if not quality:
                 continue
@@ -309,7 +327,32 @@ def quality_table(read: Reader = working_tree) -> str:
             loads = [stage["load_average"] for stage in run["stages"]]
             cells.append(f"{cpu}, {min(loads):.1f}-{max(loads):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _end("quality")]
+    lines += ["", "From " + "; ".join(sources) + ".", "", _end("quality")]
+    return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def ceiling_table(read: Reader = working_tree) -> str:
+    """The pipeline, the ceiling model and the ideal scorer on the same test splits, one row per result."""
+    lines = [_begin("ceiling"), "",
+             "| result | seeds | ceiling trained on | ceiling of ideal | pipeline of ideal | pipeline of ceiling | "
+             "`base.seed` 42: pipeline of ideal |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for path in CEILING_RESULTS:
+        result = json.loads(read(path))
+        figures = result["figures"]
+        largest = str(max(figures["ceiling_rows"]))
+        runs = [r for r in figures["runs"] if r.get("completed") and largest in r.get("ceiling", {})]
+        committed = next((r for r in runs if r["seed"] == 42), None)
+        lines.append(" | ".join([
+            f"| `{path.rsplit('/', 1)[1]}`", str(len(runs)), f"{int(largest):,}",
+            _spread([r["ceiling"][largest] / r["ideal"] for r in runs]),
+            _spread([r["pipeline"] / r["ideal"] for r in runs]),
+            _spread([r["pipeline"] / r["ceiling"][largest] for r in runs]),
+            f"{committed['pipeline'] / committed['ideal']:.3f} |" if committed else " |"]))
+    lines += ["", "Mean (range) over the seeds; each row's commit and options are in its file.", "", _end("ceiling")]
     return "\n".join(lines)
 
 
@@ -329,7 +372,8 @@ def generated(read: Reader = working_tree) -> dict[str, Callable[[str], str]]:
         "docs/parameters.md": lambda _text: parameters_page(read),
         "README.md": lambda text: _replace(text, "headline metrics", headline_metrics(read)),
         "docs/performance.md": lambda text: _replace(text, "performance", performance_tables(read)),
-        "docs/metrics.md": lambda text: _replace(text, "quality", quality_table(read)),
+        "docs/metrics.md": lambda text: _replace(_replace(text, "quality", quality_table(read)), "ceiling",
+                                                 ceiling_table(read)),
     }
 
 

@@ -33,11 +33,33 @@ CHILD_PROCESS = re.compile(r"\b(python_module|start_module|dvc|git|repro_killed_
                            r"\bsubprocess\.(run|Popen|check_output|check_call)\(")
 
 
-def _starts_a_child(function) -> bool:
+def _code_names(code) -> set[str]:
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names |= _code_names(constant)
+    return names
+
+
+def _starts_a_child(function, seen: set | None = None) -> bool:
+    """Whether `function`, or a function or class of its own test module that it uses (a helper such
+    as `Generate.start`), starts a child process."""
+    seen = set() if seen is None else seen
+    if function is None or id(function) in seen:
+        return False
+    seen.add(id(function))
     try:
-        return bool(CHILD_PROCESS.search(inspect.getsource(function)))
+        if CHILD_PROCESS.search(inspect.getsource(function)):
+            return True
     except (OSError, TypeError):
         return False
+    code = getattr(function, "__code__", None)
+    if code is None:  # a class: its source was searched above
+        return False
+    module = function.__module__
+    used = [function.__globals__.get(name) for name in _code_names(code)]
+    return any(_starts_a_child(thing, seen) for thing in used
+               if (inspect.isfunction(thing) or inspect.isclass(thing)) and thing.__module__ == module)
 
 
 def pytest_collection_modifyitems(config, items):

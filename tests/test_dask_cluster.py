@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier
 
+from stages.lib.examples import parquet_parts_of
 from stages.lib.files import read_json, write_json
 from stages.lib.models import train_model
 from stages.lib.preprocessing import preprocess_customers
@@ -38,7 +39,6 @@ from tests.helpers import (
     local_dask_engine,
     new_repo,
     output_md5s,
-    parquet_parts_of,
     python_module,
     snapshot,
     write_params,

@@ -23,13 +23,14 @@ from stages.lib.calibration import ProbabilityCalibrator
 from stages.lib.engines.dask import DaskEngine
 from stages.lib.engines.local import LocalEngine
 from stages.lib.errors import DataError
+from stages.lib.examples import parquet_parts_of
 from stages.lib.held_out import score_held_out
 from stages.lib.models import LOGISTIC_REGRESSION, model_text, out_of_fold_scores, train_model
 from stages.lib.resampling import resample_split
 from stages.lib.schema import LABEL, split_features
 from stages.lib.tables import read_table
 from stages.lib.tuning import choose_model, tune_hyperparameters
-from tests.helpers import local_dask_engine, parquet_parts_of
+from tests.helpers import local_dask_engine
 
 pytestmark = pytest.mark.dask
 

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from stages import tune
 from stages.lib import plots
 from stages.lib.errors import ArtifactError
+from stages.lib.examples import three_column_table
 from stages.lib.files import read_json
 from stages.lib.linear import INTERCEPT, coefficients
 from stages.lib.models import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, model_text, train_model
@@ -25,7 +26,7 @@ from stages.lib.tuning import (
     choose_model,
     comparison_seed,
 )
-from tests.helpers import three_column_table, write_params
+from tests.helpers import write_params
 
 # Enough search and trees for LightGBM to show what it can do on a few thousand rows, in seconds.
 CHOOSING = {"model__family": "auto", "resample__method": "none", "tune__n_iter": 6, "tune__cv_folds": 3,

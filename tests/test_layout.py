@@ -12,6 +12,7 @@ engine's code.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,16 @@ def test_all_dask_code_is_in_the_dask_engine():
         return found
     users = {str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / PACKAGE).rglob("*.py") if dask_imports(path)}
     assert users == {"stages/lib/engines/dask.py"}
+
+
+@pytest.mark.parametrize("folder, other", [("tests", "benchmarks"), ("benchmarks", "tests")])
+def test_the_tests_and_the_benchmarks_never_import_each_other(folder, other):
+    """What both need (example tables, the project's code) is in the library; an import in a string
+    (`python -c "..."`) counts too."""
+    importing = re.compile(rf"\b(?:from|import)\s+{other}(?:\.|\s|$)", re.MULTILINE)
+    offenders = [str(path.relative_to(REPO_ROOT)) for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+                 if importing.search(path.read_text())]
+    assert offenders == []
 
 
 def test_package_inits_run_no_library_code_a_stage_would_miss():

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.lib.examples import OWN_TABLE_DATA, own_customer_table
 from tests.helpers import (
-    OWN_TABLE_DATA,
     copy_repo,
     declared_outputs,
     dvc,
@@ -24,7 +24,6 @@ from tests.helpers import (
     git,
     new_repo,
     output_files,
-    own_customer_table,
     stages_run,
 )
 

@@ -13,8 +13,9 @@ import pytest
 
 from stages import predict
 from stages.lib.cli import run_stage
+from stages.lib.examples import parquet_parts_of
 from stages.lib.files import read_json
-from tests.helpers import customers_to_score, parquet_parts_of, python_module
+from tests.helpers import customers_to_score, python_module
 
 pytestmark = pytest.mark.e2e  # scores with the model of a reproduced repository
 

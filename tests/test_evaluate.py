@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,36 +135,47 @@ def test_calibration_never_changes_a_ranking_number(engine, params, resampled_ta
         assert average_precision_score(test_y, probability) != calibrated["average_precision"]
 
 
-@pytest.fixture
-def evaluate_inputs(tmp_path, engine, params, raw_params, resampled_table, train_table, test_table,
-                    true_probabilities, preprocessor):
-    """Artifacts evaluate reads, written to tmp_path; returns a function that runs it."""
-    save_object(train_model(engine, resampled_table, params, {"num_leaves": 15})[0], tmp_path / "model.joblib")
-    save_object(ProbabilityCalibrator("none").fit(None, None), tmp_path / "calibrator.joblib")
-    save_object(preprocessor, tmp_path / "preprocessor.joblib")
-    write_json({"threshold": 0.5}, tmp_path / "threshold.json")
-    write_table(test_table, tmp_path / "test.parquet")
-    write_table(train_table, tmp_path / "train.parquet")
-    write_table(true_probabilities, tmp_path / "true_probability.parquet")
-    generated = str(tmp_path / "customers.csv")
+@pytest.fixture(scope="module")
+def evaluate_inputs(tmp_path_factory, engine, params, small_raw, _resampled, _splits, _generated, preprocessor):
+    """Artifacts evaluate reads, written once; returns a function that runs it (into a folder of its own)."""
+    folder = tmp_path_factory.mktemp("evaluate-inputs")
+    save_object(train_model(engine, _resampled[0].copy(), params, {"num_leaves": 15})[0], folder / "model.joblib")
+    save_object(ProbabilityCalibrator("none").fit(None, None), folder / "calibrator.joblib")
+    save_object(preprocessor, folder / "preprocessor.joblib")
+    write_json({"threshold": 0.5}, folder / "threshold.json")
+    write_table(_splits[1], folder / "test.parquet")
+    write_table(_splits[0], folder / "train.parquet")
+    write_table(_generated[1], folder / "true_probability.parquet")
+    generated = str(folder / "customers.csv")
 
-    def run(data_path: str = generated, truth: str = str(tmp_path / "true_probability.parquet")) -> dict:
-        raw_params["data"]["path"] = data_path
-        params_path = write_params(raw_params, tmp_path / "params.yaml")
-        metrics = tmp_path / "out" / "metrics.json"
-        evaluate.main(["--params", str(params_path), "--test", str(tmp_path / "test.parquet"),
-                       "--train", str(tmp_path / "train.parquet"),
-                       "--model", str(tmp_path / "model.joblib"), "--calibrator", str(tmp_path / "calibrator.joblib"),
-                       "--preprocessor", str(tmp_path / "preprocessor.joblib"),
-                       "--threshold", str(tmp_path / "threshold.json"), "--true-probabilities", truth,
-                       "--generated-path", generated, "--metrics", str(metrics),
-                       "--plots-dir", str(tmp_path / "out" / "plots")])
-        return json.loads(metrics.read_text())
+    def run(data_path: str = generated, truth: str = str(folder / "true_probability.parquet"),
+            model: Path = folder / "model.joblib") -> dict:
+        out = Path(tempfile.mkdtemp(dir=folder))
+        raw = copy.deepcopy(small_raw)
+        raw["data"]["path"] = data_path
+        params_path = write_params(raw, out / "params.yaml")
+        evaluate.main(["--params", str(params_path), "--test", str(folder / "test.parquet"),
+                       "--train", str(folder / "train.parquet"),
+                       "--model", str(model), "--calibrator", str(folder / "calibrator.joblib"),
+                       "--preprocessor", str(folder / "preprocessor.joblib"),
+                       "--threshold", str(folder / "threshold.json"), "--true-probabilities", truth,
+                       "--generated-path", generated, "--metrics", str(out / "metrics.json"),
+                       "--plots-dir", str(out / "plots")])
+        return {**json.loads((out / "metrics.json").read_text()), "__out__": str(out)}
     return run
 
 
-def test_ideal_section_present_for_the_generated_data(evaluate_inputs):
-    metrics = evaluate_inputs()
+@pytest.fixture(scope="module")
+def default_evaluation(evaluate_inputs) -> tuple[dict, Path, str]:
+    """evaluate on the generated data with every input present, once: its metrics, output folder and stdout."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        metrics = evaluate_inputs()
+    return metrics, Path(metrics.pop("__out__")), stdout.getvalue()
+
+
+def test_ideal_section_present_for_the_generated_data(default_evaluation):
+    metrics = default_evaluation[0]
     assert FLAT_KEYS <= set(metrics)
     assert set(metrics["ideal"]) == {"roc_auc", "average_precision", "brier",
                                      "roc_auc_ratio", "average_precision_ratio", "brier_ratio"}
@@ -185,23 +201,22 @@ def test_ideal_section_absent_when_truth_does_not_cover_the_test_rows(evaluate_i
     assert "ideal" not in evaluate_inputs(truth=str(tmp_path / "partial.parquet"))
 
 
-def test_plot_files_are_written(evaluate_inputs, tmp_path):
-    evaluate_inputs()
-    plots = tmp_path / "out" / "plots"
+def test_plot_files_are_written(default_evaluation):
+    metrics, out, _ = default_evaluation
+    plots = out / "plots"
     for name in ("roc.json", "precision_recall.json", "confusion.json", "calibration.json", "gains.json",
                  "feature_importance.json"):
         records = json.loads((plots / name).read_text())
         assert isinstance(records, list) and records, name
     confusion = json.loads((plots / "confusion.json").read_text())
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     counts = {(r["actual"], r["predicted"]): r["count"] for r in confusion}
     assert counts[("buyer", "buyer")] == metrics["tp"]
     assert counts[("non-buyer", "buyer")] == metrics["fp"]
     assert (plots / "feature_importance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_metrics_record_each_features_psi_on_the_test_split(evaluate_inputs, preprocessor, test_table):
-    metrics = evaluate_inputs()
+def test_metrics_record_each_features_psi_on_the_test_split(default_evaluation, preprocessor, test_table):
+    metrics = default_evaluation[0]
     assert list(metrics["test_drift_psi"]) == preprocessor.input_columns
     counts = preprocessor.processed_drift_counts(test_table)
     for bins in preprocessor.drift_reference.features:
@@ -210,8 +225,8 @@ def test_metrics_record_each_features_psi_on_the_test_split(evaluate_inputs, pre
         assert metrics["test_drift_psi"][bins.feature] < drift.DEFAULT_THRESHOLD  # no drift: a held-out sample
 
 
-def test_metrics_put_the_baselines_beside_the_model(evaluate_inputs):
-    metrics = evaluate_inputs()
+def test_metrics_put_the_baselines_beside_the_model(default_evaluation):
+    metrics = default_evaluation[0]
     assert set(metrics["baselines"]) == {"logistic_regression", "default_lightgbm"}
     for numbers in metrics["baselines"].values():
         assert set(numbers) == {"average_precision", "roc_auc", "precision_at_k", "capture_rate_at_top",
@@ -257,7 +272,7 @@ def test_evaluate_prints_the_note_when_a_baseline_wins(evaluate_inputs, tmp_path
     labels = np.random.default_rng(0).permutation(train_table[LABEL].to_numpy())
     shuffled = train_table.assign(**{LABEL: labels})
     save_object(train_model(engine, shuffled, params, {"num_leaves": 4})[0], tmp_path / "model.joblib")
-    metrics = evaluate_inputs()
+    metrics = evaluate_inputs(model=tmp_path / "model.joblib")
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("note: ")]
     assert len(notes) == 1
@@ -266,11 +281,10 @@ def test_evaluate_prints_the_note_when_a_baseline_wins(evaluate_inputs, tmp_path
     assert "logistic_regression" in notes[0]
 
 
-def test_evaluate_prints_no_note_when_the_model_ranks_best(evaluate_inputs, capsys):
-    metrics = evaluate_inputs()
+def test_evaluate_prints_no_note_when_the_model_ranks_best(default_evaluation):
+    metrics, _, stdout = default_evaluation
     assert all(b["average_precision"] <= metrics["average_precision"] for b in metrics["baselines"].values())
-    assert "note: " not in capsys.readouterr().out
-
+    assert "note: " not in stdout and "evaluate" in stdout.lower()
 
 
 def test_weighted_average_precision_is_scikit_learns_with_rows_repeated():

@@ -8,16 +8,13 @@ import pytest
 from lightgbm import Booster, LGBMClassifier
 from threadpoolctl import threadpool_limits
 
-from stages import tune
 from stages.lib import plots
 from stages.lib.errors import ArtifactError
 from stages.lib.examples import three_column_table
-from stages.lib.files import read_json
 from stages.lib.linear import INTERCEPT, coefficients
 from stages.lib.models import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, model_text, train_model
 from stages.lib.schema import LABEL
 from stages.lib.scoring import score_features
-from stages.lib.tables import write_table
 from stages.lib.thresholds import calibrate_and_choose
 from stages.lib.tuning import (
     COMPARISON_FOLDS,
@@ -26,11 +23,10 @@ from stages.lib.tuning import (
     choose_model,
     comparison_seed,
 )
-from tests.helpers import write_params
 
 # Enough search and trees for LightGBM to show what it can do on a few thousand rows, in seconds.
-CHOOSING = {"model__family": "auto", "resample__method": "none", "tune__n_iter": 6, "tune__cv_folds": 3,
-            "model__n_estimators": 100}
+CHOOSING = {"model__family": "auto", "resample__method": "none", "tune__n_iter": 4, "tune__cv_folds": 3,
+            "model__n_estimators": 60}
 
 
 def interaction_table(rows: int = 4000, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
@@ -89,39 +85,6 @@ def test_a_family_set_by_hand_is_the_only_one_tuned(engine, params_with, train_x
     if family == LOGISTIC_REGRESSION:
         assert [row["C"] for row in choice.trace] == list(choice.linear.scores)
         assert choice.trace[-1]["best_so_far"] == choice.linear.best_score
-
-
-def test_the_stage_writes_the_choice_both_scores_and_one_line(tmp_path, raw_params, train_table, test_table,
-                                                              read_spy, capsys):
-    raw_params["model"]["family"] = "auto"
-    write_table(train_table, tmp_path / "train.parquet")
-    write_table(test_table, tmp_path / "test.parquet")  # beside it, and never read
-    params_path = write_params(raw_params, tmp_path / "params.yaml")
-    opened = read_spy(tune)
-    tune.main(["--params", str(params_path), "--train", str(tmp_path / "train.parquet"),
-               "--best-params", str(tmp_path / "best.json"), "--metrics", str(tmp_path / "tune.json"),
-               "--trace", str(tmp_path / "trace.json")])
-    assert opened == [str(tmp_path / "train.parquet")]
-    best, recorded = read_json(tmp_path / "best.json"), read_json(tmp_path / "tune.json")
-    comparison = recorded["comparison"]
-    assert best["family"] == recorded["family"] == (
-        LIGHTGBM if comparison["difference"] > comparison["standard_error"] else LOGISTIC_REGRESSION)
-    assert comparison["difference"] == pytest.approx(comparison["lightgbm"] - comparison["logistic_regression"])
-    assert best["params"] == (recorded["lightgbm"]["best_params"] if best["family"] == LIGHTGBM
-                              else {"C": recorded["logistic_regression"]["C"]})
-    assert recorded["lightgbm"]["best_cv_score"] == max(row["score"] for row in read_json(tmp_path / "trace.json"))
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tune: ")]
-    assert len(lines) == 1 and f"{best['family'].replace('_', ' ')} ships" in lines[0]
-
-
-def test_the_choice_does_not_depend_on_the_test_split(engine, params_with, train_xy, test_table):
-    """choose_model is given the training rows only; a different test split cannot move it (the stage reads
-    only --train: test_the_stage_writes_the_choice_both_scores_and_one_line)."""
-    features, y = train_xy
-    params = params_with(model__family="auto")
-    first = choose_model(engine, features, y, params)
-    assert not set(test_table["customer_id"]) & set(features.index)
-    assert choose_model(engine, features, y, params) == first
 
 
 def test_an_old_best_params_file_is_refused_in_one_line():

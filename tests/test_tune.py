@@ -92,10 +92,12 @@ def test_auto_sample_rows_is_every_row_up_to_its_size(params_with):
     assert params_with(tune__sample_rows=5000).tune.sample_size == 5000
 
 
-def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, test_table, read_spy):
+def test_the_stage_reads_only_the_training_split_and_writes_the_choice_both_scores_and_one_line(
+        tmp_path, raw_params, train_table, test_table, read_spy, capsys):
+    raw_params["model"]["family"] = "auto"
     train_path, test_path = tmp_path / "train.parquet", tmp_path / "test.parquet"
     write_table(train_table, train_path)
-    write_table(test_table, test_path)
+    write_table(test_table, test_path)  # beside it, and never read
     params_path = write_params(raw_params, tmp_path / "params.yaml")
     opened = read_spy(tune)
     tune.main(["--params", str(params_path), "--train", str(train_path),
@@ -108,9 +110,15 @@ def test_cli_reads_only_the_training_split(tmp_path, raw_params, train_table, te
     assert metrics["rows"] == len(train_table)
     assert len(trace) == raw_params["tune"]["n_iter"]
     assert metrics["lightgbm"]["best_cv_score"] == max(row["score"] for row in trace)
+    comparison = metrics["comparison"]
+    assert best["family"] == metrics["family"] == (
+        "lightgbm" if comparison["difference"] > comparison["standard_error"] else "logistic_regression")
+    assert comparison["difference"] == pytest.approx(comparison["lightgbm"] - comparison["logistic_regression"])
     searched = (metrics["lightgbm"]["best_params"] if best["family"] == "lightgbm"
                 else {"C": metrics["logistic_regression"]["C"]})
     assert best["params"] == searched
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tune: ")]
+    assert len(lines) == 1 and f"{best['family'].replace('_', ' ')} ships" in lines[0]
 
 
 def test_edges_name_each_dimension_whose_best_value_sits_on_a_bound(params):

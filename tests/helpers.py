@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -299,3 +300,65 @@ def repro_killed_during(repo: Path, stage: str, log: Path, after_seconds: float 
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     return log.read_text()
+
+
+# --- a real Dask cluster: `dask scheduler` and `dask worker` processes on 127.0.0.1 -----------------------
+
+DASK_COMMAND = str(Path(PYTHON).parent / "dask")
+
+
+def stop(processes: list[subprocess.Popen], timeout: float = 15) -> None:
+    """Terminate exactly these processes; kill any still running after `timeout`."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Cluster:
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+    logs: Path
+
+    def env(self) -> dict[str, str]:
+        return child_env(DASK_SCHEDULER_ADDRESS=self.address)
+
+
+@contextlib.contextmanager
+def running_cluster(folder: Path, workers: int = 2, scheduler_has_code: bool = True, workers_have_code: bool = True):
+    """`dask scheduler` and `workers` single-threaded `dask worker` processes (no nanny, no dashboard)
+    on 127.0.0.1, logs and --local-directory in `folder`; exactly these processes are stopped on exit.
+    Each process imports this project's code (PYTHONPATH) unless told otherwise."""
+    from distributed import Client
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, has_code: bool, *args: str) -> subprocess.Popen:
+        env = child_env(PYTHONPATH=str(REPO_ROOT)) if has_code else child_env()
+        with open(folder / f"{name}.log", "w") as log:
+            process = subprocess.Popen([DASK_COMMAND, *args], cwd=folder, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    try:
+        scheduler = start("scheduler", scheduler_has_code, "scheduler", "--host", "127.0.0.1",
+                          "--port", address.rsplit(":", 1)[1], "--no-dashboard", "--no-show")
+        processes = [start(f"worker-{i}", workers_have_code, "worker", address, "--host", "127.0.0.1",
+                           "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                           "--local-directory", str(folder / f"worker-{i}"))
+                     for i in range(workers)]
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield Cluster(address, scheduler, processes, folder)
+    finally:
+        stop(started[1:])  # workers first, so they do not wait for a scheduler that is gone
+        stop(started[:1])

@@ -25,7 +25,7 @@ from stages.lib.preprocessing import preprocess_customers
 from stages.lib.resampling import resample_training
 from stages.lib.schema import split_features
 from stages.lib.synthetic import generate_customers
-from tests.helpers import dvc, edited_params, git, new_repo, set_key
+from tests.helpers import customers_to_score, dvc, edited_params, git, new_repo, set_key
 
 # A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
 # (a stage, dvc, git, a signal to a child): each costs seconds of start-up, so the fast command skips them.
@@ -244,13 +244,28 @@ def read_spy(monkeypatch) -> Callable[[object], list[str]]:
 
 
 @pytest.fixture(scope="session")
-def reproduced_repo(tmp_path_factory) -> Path:
-    """A test repository after `dvc repro`, with dvc.lock and metrics committed; built once per session.
+def reproduced_repo(tmp_path_factory, worker_id) -> Path:
+    """A test repository after `dvc repro`, with dvc.lock and metrics committed; built once per test run,
+    by whichever pytest-xdist worker needs it first, while the others wait for it.
 
     Tests must not change it; one that needs to copies it first (`tests.helpers.copy_repo`).
     """
-    repo = new_repo(tmp_path_factory.mktemp("reproduced") / "repo")
-    dvc("repro", cwd=repo)
-    git("add", "-A", cwd=repo)
-    git("commit", "-q", "-m", "reproduce with the test params", cwd=repo)
+    from filelock import FileLock
+
+    # The folder every worker's own temporary folder sits in (pytest's own, without workers).
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    repo, done = shared / "reproduced" / "repo", shared / "reproduced" / "done"
+    with FileLock(str(shared / "reproduced.lock")):
+        if not done.is_file():
+            new_repo(repo)
+            dvc("repro", cwd=repo)
+            git("add", "-A", cwd=repo)
+            git("commit", "-q", "-m", "reproduce with the test params", cwd=repo)
+            done.touch()
     return repo
+
+
+@pytest.fixture(scope="session")
+def customers_csv(reproduced_repo, tmp_path_factory) -> Path:
+    """New customers to score with the reproduced repository's model: the head of its generated table, as CSV."""
+    return customers_to_score(reproduced_repo, tmp_path_factory.mktemp("input") / "customers.csv")

@@ -14,23 +14,13 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stages.lib.scoring import MODEL_FILES
-from tests.helpers import child_env, copy_repo, customers_to_score, dvc, free_port, git, python_module
+from tests.helpers import child_env, copy_repo, dvc, free_port, git, python_module
 
 pytestmark = pytest.mark.e2e
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
           "AWS_DEFAULT_REGION": "us-east-1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 BUCKET = "propensity-test"
-
-
-@pytest.fixture(scope="module")
-def repo(reproduced_repo) -> Path:
-    return reproduced_repo
-
-
-@pytest.fixture(scope="module")
-def customers(repo, tmp_path_factory) -> Path:
-    return customers_to_score(repo, tmp_path_factory.mktemp("input") / "customers.csv", rows=300)
 
 
 def score(repo: Path, customers: Path, output: Path, env=None) -> bytes:
@@ -55,20 +45,20 @@ def pull_model_and_score(origin: Path, clone: Path, customers: Path, output: Pat
     return score(clone, customers, output, env)
 
 
-def test_round_trip_through_a_local_directory_remote(repo, customers, tmp_path):
-    origin = copy_repo(repo, tmp_path / "origin")
+def test_round_trip_through_a_local_directory_remote(reproduced_repo, customers_csv, tmp_path):
+    origin = copy_repo(reproduced_repo, tmp_path / "origin")
     remote = tmp_path / "remote"  # does not exist yet: the first push creates it
     dvc("remote", "modify", "--local", "local", "url", str(remote), cwd=origin)
-    expected = score(origin, customers, tmp_path / "origin-scores.csv")
+    expected = score(origin, customers_csv, tmp_path / "origin-scores.csv")
     dvc("push", cwd=origin)
     assert remote.is_dir() and any(remote.rglob("*"))
 
-    pulled = pull_model_and_score(origin, tmp_path / "clone", customers, tmp_path / "clone-scores.csv",
+    pulled = pull_model_and_score(origin, tmp_path / "clone", customers_csv, tmp_path / "clone-scores.csv",
                                   remote_url=str(remote))
     assert pulled == expected
 
 
-def test_round_trip_through_an_s3_compatible_server(repo, customers, tmp_path):
+def test_round_trip_through_an_s3_compatible_server(reproduced_repo, customers_csv, tmp_path):
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -79,7 +69,7 @@ def test_round_trip_through_an_s3_compatible_server(repo, customers, tmp_path):
         s3.create_bucket(Bucket=BUCKET)
         env = child_env(**S3_ENV)
 
-        origin = copy_repo(repo, tmp_path / "origin")
+        origin = copy_repo(reproduced_repo, tmp_path / "origin")
         # As the README says: the S3 remote and its endpoint are committed, credentials never are.
         dvc("remote", "add", "-d", "s3", f"s3://{BUCKET}/dvc", cwd=origin)
         dvc("remote", "modify", "s3", "endpointurl", endpoint, cwd=origin)
@@ -87,11 +77,11 @@ def test_round_trip_through_an_s3_compatible_server(repo, customers, tmp_path):
         config = (origin / ".dvc/config").read_text()
         assert "testing" not in config and "endpointurl" in config
 
-        expected = score(origin, customers, tmp_path / "origin-scores.csv", env)
+        expected = score(origin, customers_csv, tmp_path / "origin-scores.csv", env)
         dvc("push", cwd=origin, env=env)
         assert s3.list_objects_v2(Bucket=BUCKET, Prefix="dvc/").get("KeyCount", 0) > 0
 
-        pulled = pull_model_and_score(origin, tmp_path / "clone", customers, tmp_path / "clone-scores.csv",
+        pulled = pull_model_and_score(origin, tmp_path / "clone", customers_csv, tmp_path / "clone-scores.csv",
                                       env=env)
         assert pulled == expected
     finally:

@@ -148,7 +148,7 @@ def test_the_test_suite_passes_in_a_workspace_changed_as_the_readme_says(tmp_pat
     (workspace / "data" / "customers.csv").write_text("account_id,visits,converted\nA1,3,Yes\nA2,1,No\n")
     dvc("add", "data/customers.csv", cwd=workspace)
     git("add", "-A", cwd=workspace)
-    result = python_module("pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not e2e",
+    result = python_module("pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", "-m", "not e2e",
                            "tests/test_config.py", "tests/test_calibrate.py", "tests/test_leakage.py",
                            "tests/test_bad_inputs.py::test_every_params_problem_is_reported_at_once",
                            cwd=workspace, check=False)

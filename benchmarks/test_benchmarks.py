@@ -91,7 +91,6 @@ def test_the_project_copy_is_the_tracked_code_without_tests_benchmarks_or_result
 
 
 def test_set_params_changes_only_the_named_keys_keeps_comments_and_refuses_unknown_ones(tmp_path):
-    from dvc.exceptions import InvalidArgumentError
     from ruamel.yaml import YAML
 
     read = YAML(typ="safe", pure=True).load  # YAML 1.2, as DVC and the params loader read it
@@ -99,14 +98,15 @@ def test_set_params_changes_only_the_named_keys_keeps_comments_and_refuses_unkno
     path.write_text((REPO_ROOT / "params.yaml").read_text())
     before = read(path.read_text())
     set_params(path, {"generate.rows": 1234, "tune.sample_rows": None,
-                      "data": {"positive_label": "Yes", "id_columns": ["account_ref"]}})
+                      "data": {"positive_label": "Yes", "id_columns": ["account_ref"], "categorical_columns": []}})
     after = read(path.read_text())
     assert after["generate"]["rows"] == 1234 and after["tune"]["sample_rows"] is None
     assert after["data"]["id_columns"] == ["account_ref"] and after["data"]["positive_label"] == "Yes"
+    assert after["data"]["categorical_columns"] == []
     for section in set(before) - {"generate", "tune", "data"}:
         assert after[section] == before[section], section
     assert "#" in path.read_text()
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(KeyError, match="generate.no_such_key"):
         set_params(path, {"generate.no_such_key": 1})
 
 

@@ -1,4 +1,4 @@
-"""A copy of the project to benchmark in, and params changed the way `dvc exp run -S` changes them."""
+"""A copy of the project to benchmark in, and its params changed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
 
 from benchmarks.measure import child_env
 from benchmarks.results import ROOT
@@ -31,19 +34,6 @@ def project_copy(destination: Path) -> Path:
     return destination
 
 
-def _hydra(value: Any) -> str:
-    """A value in the override grammar `dvc exp run -S` reads."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_hydra(item) for item in value) + "]"
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _flat(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in overrides.items():
@@ -55,9 +45,20 @@ def _flat(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def set_params(path: Path, overrides: dict[str, Any]) -> None:
-    """Set dotted keys (a nested mapping sets each of its keys) in a params.yaml, keeping its comments,
-    with DVC's own `-S` parser; an unknown key is an error, as it is for `dvc exp run -S`."""
-    from dvc.utils.hydra import apply_overrides
+    """Set dotted keys (a nested mapping sets each of its keys) in a params.yaml, written in the committed
+    layout with its comments (docs.build); an unknown key is a KeyError.
 
-    if overrides:
-        apply_overrides(path, [f"{key}={_hydra(value)}" for key, value in _flat(overrides).items()])
+    Not DVC's `-S` parser: given `[]` for a list that has a comment on its key's line, it writes a file
+    that no longer reads as YAML (ruamel.yaml's comment handling; docs/troubleshooting.md)."""
+    from docs.build import params_file
+
+    values = YAML(typ="safe", pure=True).load(path.read_text())
+    for dotted, value in _flat(overrides).items():
+        *parents, last = dotted.split(".")
+        node = values
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise KeyError(f"{dotted} is not a key of {path}")
+        node[last] = value
+    path.write_text(params_file(yaml.safe_dump(values, sort_keys=False)))

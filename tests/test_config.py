@@ -253,3 +253,20 @@ def test_an_empty_id_columns_means_no_id_columns(raw_params):
     """`id_columns:` left empty in params.yaml (YAML null) is a table without IDs, as `[]` is."""
     raw_params["data"]["id_columns"] = None
     assert parse_params(raw_params).data.id_columns == []
+
+
+def test_dvc_set_param_on_a_commented_list_makes_params_yaml_unreadable_and_the_stage_says_so_in_one_line(
+        small_raw, tmp_path):
+    """DVC's `-S` parser (ruamel.yaml) writes a file that is not YAML when a list with a comment on its key's
+    line, as docs.build lays params.yaml out, is set to []: docs/troubleshooting.md tells users so. When this
+    starts to pass the other way (a DVC fix), drop that row."""
+    from dvc.utils.hydra import apply_overrides
+
+    from docs.build import params_file
+
+    path = tmp_path / "params.yaml"
+    path.write_text(params_file(yaml.safe_dump(small_raw, sort_keys=False)))
+    apply_overrides(path, ["data.categorical_columns=[]"])
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert "not valid YAML at line" in str(error.value) and "\n" not in str(error.value)

@@ -17,14 +17,23 @@ def table(header: list[str], rows: list[list[str]], align: str) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
 
 
-def about(result: dict) -> str:
-    """One line naming a result's machine, code and load."""
+def measured_on(result: dict) -> str:
+    """The machine, code and load a result was measured on (benchmarks/results.py), in words."""
     m, v = result["machine"], result["versions"]
-    commit = (result["commit"] or "")[:12] + (" (with uncommitted changes)" if result["dirty"] else "")
+    if result["commit"]:
+        commit = f"commit {result['commit'][:12]}" + (" with uncommitted changes" if result["dirty"] else "")
+    else:
+        commit = (f"stored in commit {result['stored_in_commit'][:12]}, measured before results named their "
+                  "commit")
     before, after = result["load"].get("before"), result["load"].get("after")
     load = f"; load {before:.1f} before, {after:.1f} after" if before is not None and after is not None else ""
-    return (f"`{result['config']}` on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM; commit "
-            f"{commit or 'not recorded'}; Python {v['python']}, LightGBM {v.get('lightgbm', '?')}{load}.")
+    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; {commit}; Python {v['python']}, "
+            f"LightGBM {v.get('lightgbm', '?')}{load}")
+
+
+def about(result: dict) -> str:
+    """One line naming a result's config, machine, code and load."""
+    return f"`{result['config']}` on {measured_on(result)}."
 
 
 def markdown(result: dict) -> str:

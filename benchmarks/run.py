@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from benchmarks.results import ROOT, new_result, path_of, save
+from benchmarks.workdir import unknown_params
 
 CONFIGS = ROOT / "benchmarks" / "configs.yaml"
 LOGS = ROOT / "benchmarks" / "logs"
@@ -55,15 +56,6 @@ def with_changes(options: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     return options
 
 
-def _is_param(raw: dict[str, Any], dotted: str) -> bool:
-    node: Any = raw
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="a name in benchmarks/configs.yaml")
@@ -81,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no benchmark config {args.config!r}; choose one of: {', '.join(named)}", file=sys.stderr)
         return 2
     config = named[args.config]
-    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
     kind = importlib.import_module(KINDS[config["kind"]])
     options = with_changes(config.get("options") or {}, args.changes)
-    unknown = [key for key in options.get("params") or {} if not _is_param(committed, key)]
+    unknown = unknown_params(ROOT / "params.yaml", options.get("params") or {})
     if unknown:
         print(f"error: {args.config}: {', '.join(unknown)} not in params.yaml; fix the key "
               "(docs/parameters.md lists them)", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ def _flat(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _read_params(path: Path) -> dict[str, Any]:
+    return YAML(typ="safe", pure=True).load(path.read_text())  # YAML 1.2, as DVC and the stages read it
+
+
+def _holder(values: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The mapping that holds the dotted key's last part, or None when the key is not in `values`."""
+    *parents, last = dotted.split(".")
+    node: Any = values
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) and last in node else None
+
+
+def unknown_params(path: Path, keys: Iterable[str]) -> list[str]:
+    """The dotted keys that are not in the params file at `path`."""
+    values = _read_params(path)
+    return [key for key in keys if _holder(values, key) is None]
+
+
 def set_params(path: Path, overrides: dict[str, Any]) -> None:
     """Set dotted keys (a nested mapping sets each of its keys) in a params.yaml, written in the committed
     layout with its comments (docs.build); an unknown key is a KeyError.
@@ -52,13 +72,10 @@ def set_params(path: Path, overrides: dict[str, Any]) -> None:
     that no longer reads as YAML (ruamel.yaml's comment handling; docs/troubleshooting.md)."""
     from docs.build import params_file
 
-    values = YAML(typ="safe", pure=True).load(path.read_text())
+    values = _read_params(path)
     for dotted, value in _flat(overrides).items():
-        *parents, last = dotted.split(".")
-        node = values
-        for key in parents:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or last not in node:
+        holder = _holder(values, dotted)
+        if holder is None:
             raise KeyError(f"{dotted} is not a key of {path}")
-        node[last] = value
+        holder[dotted.rsplit(".", 1)[-1]] = value
     path.write_text(params_file(yaml.safe_dump(values, sort_keys=False)))

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from ruamel.yaml import YAML
 
+from benchmarks.markdown import measured_on
 from stages.lib.params import Dimension, Params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -247,10 +248,6 @@ def headline_metrics(read: Reader = working_tree) -> str:
     return "\n".join(lines)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 # The stored benchmark result each generated table shows (benchmarks/results.py: one format, stored per
 # machine and commit); after `python -m benchmarks.run CONFIG`, point these at the new file.
 RESULTS = "benchmarks/results/amd-epyc-2-cores"
@@ -263,13 +260,8 @@ QUALITY_RESULTS = {f"{RESULTS}/commit-unrecorded/quality.json": "generated",
 
 
 def _measured_on(result: dict[str, Any], path: str) -> str:
-    """Where a table's figures come from: the file, its machine and the code it measured."""
-    machine = result["machine"]
-    code = (f"commit {result['commit'][:12]}" + (" with uncommitted changes" if result["dirty"] else "")
-            if result["commit"] else f"stored in commit {result['stored_in_commit'][:12]}, measured before results "
-                                     "named their commit")
-    return (f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; Python "
-            f"{result['versions']['python']}, LightGBM {result['versions']['lightgbm']}; {code}; `{path}`")
+    """Where a table's figures come from: its machine and code, and the file."""
+    return f"{measured_on(result)}; `{path}`"
 
 
 def performance_tables(read: Reader = working_tree) -> str:
@@ -293,7 +285,7 @@ def performance_tables(read: Reader = working_tree) -> str:
     for variant, runs in scoring["figures"]["variants"].items():
         walls = [r["wall_s"] for r in runs]
         loads = [r["load_average"] for r in runs]
-        lines.append(f"| {variant} | {', '.join(f'{w:.1f}' for w in walls)} | {_median(walls):.1f} | "
+        lines.append(f"| {variant} | {', '.join(f'{w:.1f}' for w in walls)} | {statistics.median(walls):.1f} | "
                      f"{min(loads):.1f}-{max(loads):.1f} |")
     lines += ["", _end("performance")]
     return "\n".join(lines)

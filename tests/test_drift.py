@@ -22,7 +22,7 @@ def _raw_rows(customers: pd.DataFrame, split: pd.DataFrame, params) -> pd.DataFr
 
 
 def _psi(preprocessor: CustomerPreprocessor, frame: pd.DataFrame) -> pd.DataFrame:
-    return drift.drift_table(preprocessor.drift_reference, preprocessor.drift_counts(frame, "customers"))
+    return drift.drift_table(preprocessor.drift_reference, preprocessor.transform_and_count(frame, "customers")[1])
 
 
 def test_psi_is_zero_for_the_same_shares_and_follows_its_formula():
@@ -96,8 +96,8 @@ def test_a_column_that_goes_missing_shows_in_the_missing_shares(preprocessor, cu
 
 
 def test_counts_add_up_over_batches(preprocessor, customers):
-    whole = preprocessor.drift_counts(customers, "customers")
-    pieces = [preprocessor.drift_counts(customers.iloc[rows], "customers")
+    whole = preprocessor.transform_and_count(customers, "customers")[1]
+    pieces = [preprocessor.transform_and_count(customers.iloc[rows], "customers")[1]
               for rows in np.array_split(np.arange(len(customers)), 7)]
     added = drift.added_counts(pieces)
     assert all(np.array_equal(added[f], whole[f]) for f in whole)
@@ -107,7 +107,7 @@ def test_counts_add_up_over_batches(preprocessor, customers):
 def test_the_processed_test_split_counts_as_its_raw_rows(preprocessor, customers, test_table, params, engine,
                                                          tmp_path):
     """evaluate counts the processed split: a number is missing where its indicator says so."""
-    raw = preprocessor.drift_counts(_raw_rows(customers, test_table, params), "customers")
+    raw = preprocessor.transform_and_count(_raw_rows(customers, test_table, params), "customers")[1]
     processed = preprocessor.processed_drift_counts(test_table)
     for feature in raw:
         if feature in preprocessor.numeric_columns and feature not in preprocessor.indicator_columns_:

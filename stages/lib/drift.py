@@ -116,8 +116,10 @@ def table_counts(reference: DriftReference, numbers: pd.DataFrame,
             for bins in reference.features}
 
 
-def added_counts(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {feature: sum(piece[feature] for piece in pieces) for feature in pieces[0]}
+def added_counts(pieces: list[dict[str, np.ndarray] | None]) -> dict[str, np.ndarray] | None:
+    """Batches' or partitions' counts added up; None when none has counts (no rows, or no reference)."""
+    pieces = [piece for piece in pieces if piece is not None]
+    return {feature: sum(piece[feature] for piece in pieces) for feature in pieces[0]} if pieces else None
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:

@@ -196,12 +196,8 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         # codes: -1 for missing or unseen; shift known levels past the two special ones.
         return np.where(codes >= 0, codes + 2, np.where(text.isna().to_numpy(), 0, 1)).astype(np.int32)
 
-    def drift_counts(self, frame: pd.DataFrame, source: str) -> dict[str, np.ndarray]:
-        """An input table's counts in the drift reference's bins (stages.lib.drift.table_counts)."""
-        return drift.table_counts(self.drift_reference, *self._read(frame, source))
-
     def processed_drift_counts(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
-        """`drift_counts` of rows this preprocessor transformed: a number is missing where its
+        """The drift counts (`transform_and_count`) of rows this preprocessor transformed: a number is missing where its
         `__missing` indicator is 1 (a column without gaps in training has no indicator, so its
         missing values count as its median)."""
         numbers = features[self.numeric_columns].astype(np.float32)

@@ -179,8 +179,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         raws.append(raw)
         probabilities.append(probability)
         reasons.append(scoring.reasons(features))
-        if batch_counts is not None:
-            counts.append(batch_counts)
+        counts.append(batch_counts)
 
     raw = np.concatenate(raws) if raws else np.empty(0)
     probability = np.concatenate(probabilities) if probabilities else np.empty(0)
@@ -192,8 +191,7 @@ def score_batches(batches: Iterable[pd.DataFrame], scoring: ScoringModel, id_col
         scores = pd.concat([scores, pd.concat(reasons, ignore_index=True)], axis=1)
     scores[RANK] = rank
     scores[DECILE] = decile
-    summary = ScoringSummary(len(scores), int(scores[DECISION].sum()), ignored,
-                             drift.added_counts(counts) if counts else None)
+    summary = ScoringSummary(len(scores), int(scores[DECISION].sum()), ignored, drift.added_counts(counts))
     return scores, summary
 
 
@@ -249,5 +247,4 @@ def score_on_cluster(engine, path: str | Path, scoring: ScoringModel, id_columns
     keys, summaries = engine.score_partitions(path, output, _score_partition, [PROBABILITY, RAW], _ranks, [RAW],
                                               shared)
     flagged = int(scoring.threshold.flags(keys[PROBABILITY], keys[RAW]).sum())
-    counts = [c for c in summaries if c is not None]
-    return ScoringSummary(len(keys[PROBABILITY]), flagged, ignored, drift.added_counts(counts) if counts else None)
+    return ScoringSummary(len(keys[PROBABILITY]), flagged, ignored, drift.added_counts(summaries))

@@ -1,7 +1,7 @@
 """How much of the ideal scorer's average precision any model can reach on the generated data.
 
 The ideal scorer ranks test customers by their true probability, which includes the intent
-the generator never exports (stages/lib/synthetic.py), so no model of the exported columns can
+the generator never exports (stages/lib/data/synthetic.py), so no model of the exported columns can
 match it. This benchmark estimates what such a model can reach: a LightGBM trained on millions
 of freshly generated customers (the same generator, other seeds, never the test customers),
 with the tree count found by early stopping on another fresh table, scores each run's test
@@ -35,8 +35,8 @@ from sklearn.metrics import average_precision_score
 from benchmarks.markdown import about, table
 from benchmarks.pipeline import benchmark_size, dvc_paths
 from benchmarks.results import ROOT
-from stages.lib.params import GenerateParams
-from stages.lib.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
+from stages.lib.core.params import GenerateParams
+from stages.lib.data.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
 
 # Seeds of the ceiling's own tables: far from any base.seed a run uses.
 CEILING_TRAIN_SEED = 10_000_019

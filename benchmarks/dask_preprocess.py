@@ -23,8 +23,8 @@ from ruamel.yaml import YAML
 from benchmarks.markdown import about, table
 from benchmarks.measure import child_env, run_measured
 from benchmarks.results import ROOT as REPO
-from stages.lib.params import load_params
-from stages.lib.synthetic import generate_customers
+from stages.lib.core.params import load_params
+from stages.lib.data.synthetic import generate_customers
 
 
 def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:

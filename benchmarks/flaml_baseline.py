@@ -23,8 +23,8 @@ import os
 import time
 from pathlib import Path
 
-LABEL = "__label__"  # stages/lib/schema.py: LABEL
-SYNTHETIC = "__synthetic__"  # stages/lib/schema.py: SYNTHETIC (only in resampled tables)
+LABEL = "__label__"  # stages/lib/data/schema.py: LABEL
+SYNTHETIC = "__synthetic__"  # stages/lib/data/schema.py: SYNTHETIC (only in resampled tables)
 
 
 def split(path: str, id_columns: list[str]):

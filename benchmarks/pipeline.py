@@ -17,7 +17,7 @@ never imports FLAML.
 
 Options (benchmarks/configs.yaml):
 - `default`: also run the committed params.yaml as it is (label "default");
-- `tables`: also run on example tables of a user's kind (stages/lib/examples.py): `own table`
+- `tables`: also run on example tables of a user's kind (stages/lib/data/examples.py): `own table`
   (3,000 rows, "Yes"/"No" target), `three-column table` (10,000 rows whose log-odds are linear in
   one column: where a logistic regression is the right model);
 - `rows`: generate.rows of each sized run, with `params` (dotted keys) on top of the committed ones;
@@ -48,7 +48,7 @@ from benchmarks.results import ROOT
 from benchmarks.scoring import new_customers, predict
 from benchmarks.targets import DEFAULT_LABEL, OWN_TABLE_LABEL, THREE_COLUMN_LABEL, check_targets
 from benchmarks.workdir import project_copy, set_params
-from stages.lib.examples import OWN_TABLE_DATA, THREE_COLUMN_DATA, own_customer_table, three_column_table
+from stages.lib.data.examples import OWN_TABLE_DATA, THREE_COLUMN_DATA, own_customer_table, three_column_table
 
 # Tables of a user's kind rather than the generated customers: the table, and the `data` params that read it.
 TABLES = {OWN_TABLE_LABEL: (own_customer_table, OWN_TABLE_DATA),
@@ -161,7 +161,7 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
             frame.to_csv(path, index=False)
             result["rows"] = len(frame)
             buyers = (frame[data["target"]].astype(str) == str(data["positive_label"])).mean()
-            result["table"] = (f"stages/lib/examples.py {make.__name__}(): {len(frame):,} rows, "
+            result["table"] = (f"stages/lib/data/examples.py {make.__name__}(): {len(frame):,} rows, "
                                f"{frame.shape[1] - 2} feature columns, target \"{data['target']}\" "
                                f"({buyers:.1%} \"{data['positive_label']}\")")
         print(f"[{label}] {result['rows']:,} rows in {workdir}", file=sys.stderr)
@@ -180,7 +180,7 @@ def benchmark_size(label: str, overrides: dict[str, Any], keep: bool, score_rows
             if stage == "generate" and parquet_parts:
                 # In a child process: a measured command's peak memory starts from its parent's.
                 subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                                "from stages.lib.examples import parquet_parts_of; "
+                                "from stages.lib.data.examples import parquet_parts_of; "
                                 "parquet_parts_of(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))",
                                 str(workdir / "data/raw/customers.csv"), str(workdir / PARTS_PATH),
                                 str(parquet_parts)], cwd=ROOT, env=child_env(), check=True)

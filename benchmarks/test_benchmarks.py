@@ -113,7 +113,7 @@ def test_set_params_changes_only_the_named_keys_keeps_comments_and_refuses_unkno
 PROFILED_FIT = """
 import numpy as np
 from lightgbm import LGBMClassifier
-from stages.lib import resampling
+from stages.lib.modeling import resampling
 X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
 LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
 print(hasattr(LGBMClassifier.fit, "__wrapped__"), hasattr(resampling.oversample, "__wrapped__"))

@@ -34,15 +34,15 @@ from sklearn.metrics import average_precision_score
 
 from benchmarks.markdown import about, table
 from benchmarks.results import ROOT
-from stages.lib import models
-from stages.lib.baselines import baseline_scores, fit_baselines
-from stages.lib.compute import local_workers, usable_cores
-from stages.lib.engines.local import LocalEngine
-from stages.lib.files import read_json
-from stages.lib.params import load_params
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import split_features
-from stages.lib.synthetic import generate_customers, true_probabilities_of
+from stages.lib.core.files import read_json
+from stages.lib.core.params import load_params
+from stages.lib.data.schema import split_features
+from stages.lib.data.split import preprocess_customers
+from stages.lib.data.synthetic import generate_customers, true_probabilities_of
+from stages.lib.engines.base import local_workers, usable_cores
+from stages.lib.engines.local.engine import LocalEngine
+from stages.lib.evaluation.baselines import baseline_scores, fit_baselines
+from stages.lib.modeling import estimators
 
 VARIANTS = ("committed", "ratios", "bagging", "monotone", "blend", "all")
 BAGS = 5
@@ -60,7 +60,7 @@ def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
     def fitted(features: pd.DataFrame, extra: dict | None = None, seed_shift: int = 0):
         shifted = params.model_copy(update={"base": params.base.model_copy(
             update={"seed": params.base.seed + seed_shift})})
-        classifier = models.make_classifier(shifted.model, shifted.resample, shifted.base.seed,
+        classifier = estimators.make_classifier(shifted.model, shifted.resample, shifted.base.seed,
                                             usable_cores(), {**best, **(extra or {})})
         return classifier.fit(features, y)
 

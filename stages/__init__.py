@@ -17,6 +17,6 @@ import sys
 # only then the stage module, which spends seconds loading pandas, scikit-learn and
 # LightGBM. A Ctrl-C in those seconds must end the run quietly too, not with a traceback.
 if sys.argv[:1] == ["-m"]:
-    from stages.lib.cli import exit_quietly_on_interrupt
+    from stages.lib.core.cli import exit_quietly_on_interrupt
 
     exit_quietly_on_interrupt()

@@ -2,7 +2,7 @@
 
 Every training row is scored by a model that never saw it; the calibration is
 fitted on those scores and the threshold chosen for the objective in
-params.yaml (stages/lib/thresholds.py). The test split is never read.
+params.yaml (stages/lib/modeling/thresholds.py). The test split is never read.
 
     python -m stages.calibrate --train data/processed/train.parquet \
         --best-params models/best_params.json --calibrator models/calibrator.joblib \
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stages.lib import figures, plots
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.files import read_json, save_object, write_json
-from stages.lib.models import ChosenModel, training_rows
-from stages.lib.params import load_params
-from stages.lib.thresholds import calibrate_and_choose
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import read_json, save_object, write_json
+from stages.lib.core.params import load_params
+from stages.lib.engines.base import open_engine
+from stages.lib.evaluation import images, plot_data
+from stages.lib.modeling.estimators import ChosenModel, training_rows
+from stages.lib.modeling.thresholds import calibrate_and_choose
 
 
 def main(argv: Sequence[str]) -> None:
@@ -45,8 +45,8 @@ def main(argv: Sequence[str]) -> None:
     write_json({**threshold.to_json(), "objective": objective.objective,
                 "calibration": params.calibration.method, **costs}, args.threshold)
     write_json(report, args.metrics)
-    write_json(plots.downsample_records(curve, "threshold"), args.threshold_curve)
-    figures.save_figure(figures.threshold_figure(curve, threshold.probability, params.threshold.objective),
+    write_json(plot_data.downsample_records(curve, "threshold"), args.threshold_curve)
+    images.save_figure(images.threshold_figure(curve, threshold.probability, params.threshold.objective),
                         args.threshold_image)
     gain = (f", profit {report['oof_profit']['realised']:,.0f} from {report['oof_profit']['contacts']:,} contacts"
             if "oof_profit" in report else "")

@@ -3,9 +3,9 @@
 Precision, recall and F1 at the threshold chosen out of fold (and at 0.5, for
 comparison), ranking quality (ROC AUC, average precision), probability quality
 (Brier, log loss, expected vs. actual buyers), the majority-class baseline, lift
-at the top of the list, the models a user would pick instead (stages/lib/baselines.py),
+at the top of the list, the models a user would pick instead (stages/lib/evaluation/baselines.py),
 each feature's population stability index on the test split (what no drift looks
-like: stages/lib/drift.py) and, for the generated data, the distance to the ideal scorer that knows every
+like: stages/lib/data/drift.py) and, for the generated data, the distance to the ideal scorer that knows every
 customer's true probability.
 
     python -m stages.evaluate --test data/processed/test.parquet --train data/processed/train.parquet \
@@ -21,19 +21,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages.lib import figures, plots
-from stages.lib.baselines import baseline_metrics, better_baselines_note, fit_baselines
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.explain import mean_absolute_contributions
-from stages.lib.files import load_object, read_json, write_json
-from stages.lib.held_out import held_out_drift, read_labels, score_held_out
-from stages.lib.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
-from stages.lib.models import training_rows
-from stages.lib.params import load_params
-from stages.lib.ranking import Threshold, ranking_scores
-from stages.lib.synthetic import true_probabilities_of
-from stages.lib.tables import read_table
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import load_object, read_json, write_json
+from stages.lib.core.params import load_params
+from stages.lib.core.tables import read_table
+from stages.lib.data.synthetic import true_probabilities_of
+from stages.lib.engines.base import open_engine
+from stages.lib.evaluation import images, plot_data
+from stages.lib.evaluation.baselines import baseline_metrics, better_baselines_note, fit_baselines
+from stages.lib.evaluation.explanations import mean_absolute_contributions
+from stages.lib.evaluation.held_out import held_out_drift, read_labels, score_held_out
+from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
+from stages.lib.modeling.estimators import training_rows
+from stages.lib.modeling.ranking import Threshold, ranking_scores
 
 # Mean absolute contributions are averaged over at most this many test customers (a stratified sample).
 CONTRIBUTION_SAMPLE_ROWS = 100_000
@@ -87,13 +87,13 @@ def main(argv: Sequence[str]) -> None:
             metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 
     plots_dir = Path(args.plots_dir)
-    for name, records in plots.test_plot_data(y, probability, raw, threshold, params.evaluate).items():
+    for name, records in plot_data.test_plot_data(y, probability, raw, threshold, params.evaluate).items():
         write_json(records, plots_dir / name)
-    importance, measure = plots.feature_importance(model)
-    write_json(importance.to_dict(orient="records"), plots_dir / plots.FEATURE_IMPORTANCE)
-    figures.save_figure(figures.feature_importance_figure(importance, measure),
-                        plots_dir / plots.FEATURE_IMPORTANCE_IMAGE)
-    write_json(contributions.to_dict(orient="records"), plots_dir / plots.CONTRIBUTIONS)
+    importance, measure = plot_data.feature_importance(model)
+    write_json(importance.to_dict(orient="records"), plots_dir / plot_data.FEATURE_IMPORTANCE)
+    images.save_figure(images.feature_importance_figure(importance, measure),
+                        plots_dir / plot_data.FEATURE_IMPORTANCE_IMAGE)
+    write_json(contributions.to_dict(orient="records"), plots_dir / plot_data.CONTRIBUTIONS)
     top = contributions.head(TOP_CONTRIBUTIONS)
     metrics["top_contributions"] = dict(zip(top["feature"], top["mean_abs_contribution"]))
     metrics["test_drift_psi"] = test_drift

@@ -1,7 +1,7 @@
 """generate: the embedded default dataset, a synthetic e-commerce customer export.
 
 Writes the customer table and, apart, every customer's true purchase
-probability, which only `evaluate` reads (stages/lib/synthetic.py describes the data).
+probability, which only `evaluate` reads (stages/lib/data/synthetic.py describes the data).
 
     python -m stages.generate --output data/raw/customers.csv \
         --probabilities data/raw/true_probability.parquet
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.params import load_params
-from stages.lib.synthetic import TARGET_COLUMN, generate_customers
-from stages.lib.tables import table_format, write_table
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.params import load_params
+from stages.lib.core.tables import table_format, write_table
+from stages.lib.data.synthetic import TARGET_COLUMN, generate_customers
 
 
 def main(argv: Sequence[str]) -> None:

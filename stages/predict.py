@@ -13,8 +13,8 @@ the top 10 % of the ranked list. Ties in probability are ranked by the model's
 raw score, then by input order. With --explain N, before rank: reason_1 ...
 reason_N, the N features that pushed the customer's score up the most, as
 `feature=value (+)` ((-): down), and reason_1_contribution ... in log-odds
-(stages/lib/explain.py). Every input feature's population stability index
-against the training split is computed as the rows are scored (stages/lib/drift.py):
+(stages/lib/evaluation/explanations.py). Every input feature's population stability index
+against the training split is computed as the rows are scored (stages/lib/data/drift.py):
 one `warning: drift:` line on stderr names the features above --drift-threshold,
 and --drift-report writes every feature's PSI as JSON; scores never depend on it.
 The input needs the ID columns (those of the
@@ -43,14 +43,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages.lib import drift
-from stages.lib.artifacts import find_lock
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine, usable_cores
-from stages.lib.errors import ArtifactError, DataError
-from stages.lib.files import write_json
-from stages.lib.params import ENGINES, ComputeParams
-from stages.lib.scoring import (
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.errors import ArtifactError, DataError
+from stages.lib.core.files import write_json
+from stages.lib.core.params import ENGINES, ComputeParams
+from stages.lib.core.tables import is_directory_output, is_partitioned, table_format, write_partitioned, write_table
+from stages.lib.data import drift
+from stages.lib.engines.base import open_engine, usable_cores
+from stages.lib.scoring.artifacts import find_lock
+from stages.lib.scoring.batches import (
     BATCH_ROWS,
     DEFAULT_MODELS_DIR,
     input_batches,
@@ -58,7 +59,6 @@ from stages.lib.scoring import (
     score_batches,
     score_on_cluster,
 )
-from stages.lib.tables import is_directory_output, is_partitioned, table_format, write_partitioned, write_table
 
 
 def main(argv: Sequence[str]) -> None:

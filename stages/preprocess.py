@@ -6,7 +6,7 @@ train and test sets by seeded keys of the customer IDs, fits missing value
 handling and categorical encoding on the training split only and applies it to
 both. The fitted preprocessor is saved so scoring applies the same transform.
 
-compute.engine decides where (stages/lib/preprocessing.py): the local engine
+compute.engine decides where (stages/lib/data/split.py): the local engine
 writes each split as one parquet file, the Dask engine as a directory of parquet
 files, one per input file; both hold the same rows.
 
@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.files import save_object
-from stages.lib.params import load_params
-from stages.lib.preprocessing import preprocess_table
-from stages.lib.tables import table_format
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import save_object
+from stages.lib.core.params import load_params
+from stages.lib.core.tables import table_format
+from stages.lib.data.split import preprocess_table
+from stages.lib.engines.base import open_engine
 
 
 def main(argv: Sequence[str]) -> None:

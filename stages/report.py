@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.files import atomic_path
-from stages.lib.report_markdown import build_report
-from stages.lib.revisions import repository_root
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import atomic_path
+from stages.lib.report.markdown import build_report
+from stages.lib.report.revisions import repository_root
 
 
 def main(argv: Sequence[str]) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.files import write_json
-from stages.lib.params import load_params
-from stages.lib.resampling import resample_split
-from stages.lib.tables import table_format
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import write_json
+from stages.lib.core.params import load_params
+from stages.lib.core.tables import table_format
+from stages.lib.engines.base import open_engine
+from stages.lib.modeling.resampling import resample_split
 
 
 def main(argv: Sequence[str]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.files import atomic_path, read_json, save_object
-from stages.lib.models import LIGHTGBM, ChosenModel, model_text, train_model
-from stages.lib.params import load_params
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import atomic_path, read_json, save_object
+from stages.lib.core.params import load_params
+from stages.lib.engines.base import open_engine
+from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel, model_text, train_model
 
 
 def main(argv: Sequence[str]) -> None:

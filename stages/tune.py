@@ -2,7 +2,7 @@
 
 LightGBM's hyperparameters by Bayesian search (scikit-optimize's BayesSearchCV),
 the logistic regression's strength by a grid search; with model.family auto both,
-then the two tuned models compared on fresh folds (stages/lib/tuning.py says how).
+then the two tuned models compared on fresh folds (stages/lib/modeling/search.py says how).
 Cross-validation runs on the processed training split with the resampler inside
 each fold, so no synthetic row reaches a validation fold. The test split is never read.
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from stages.lib.cli import run_stage, stage_parser
-from stages.lib.compute import open_engine
-from stages.lib.files import write_json
-from stages.lib.models import training_rows
-from stages.lib.params import load_params
-from stages.lib.tuning import LOGISTIC_REGRESSION, TuningProgress, choose_model, edge_warning, edges_hit
+from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.files import write_json
+from stages.lib.core.params import load_params
+from stages.lib.engines.base import open_engine
+from stages.lib.modeling.estimators import training_rows
+from stages.lib.modeling.search import LOGISTIC_REGRESSION, TuningProgress, choose_model, edge_warning, edges_hit
 
 
 def main(argv: Sequence[str]) -> None:

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.params import Params, parse_params
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.resampling import resample_training
-from stages.lib.schema import split_features
-from stages.lib.synthetic import generate_customers
+from stages.lib.core.params import Params, parse_params
+from stages.lib.data.schema import split_features
+from stages.lib.data.split import preprocess_customers
+from stages.lib.data.synthetic import generate_customers
+from stages.lib.modeling.resampling import resample_training
 from tests.helpers import customers_to_score, dvc, edited_params, git, new_repo, set_key
 
 # A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
@@ -77,7 +77,7 @@ IN_PROCESS = {"generate.rows": 4000}
 @pytest.fixture(scope="session")
 def engine():
     """The local engine with one worker: every fit runs in this process, where the fit spies see it."""
-    from stages.lib.engines.local import LocalEngine
+    from stages.lib.engines.local.engine import LocalEngine
 
     return LocalEngine(1)
 
@@ -223,8 +223,8 @@ def fit_spy(monkeypatch) -> FitSpy:
 def read_spy(monkeypatch) -> Callable[[object], list[str]]:
     """read_spy(stage_module) -> the list of paths that module's read_table/read_json open, itself or
     through the local engine (which reads every table a stage hands it) and held_out."""
-    from stages.lib import held_out
-    from stages.lib.engines import local
+    from stages.lib.engines.local import engine as local
+    from stages.lib.evaluation import held_out
 
     def install(module) -> list[str]:
         opened: list[str] = []

@@ -228,7 +228,7 @@ def local_dask_engine(processes: bool):
     processes (LightGBM's network needs one process per worker)."""
     from distributed import Client, LocalCluster
 
-    from stages.lib.engines.dask import DaskEngine
+    from stages.lib.engines.dask.engine import DaskEngine
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
@@ -236,8 +236,8 @@ def local_dask_engine(processes: bool):
 
 
 def scoring_files() -> tuple[str, ...]:
-    """The model files a teammate pulls to score (stages.lib.scoring.MODEL_FILES)."""
-    from stages.lib.scoring import MODEL_FILES
+    """The model files a teammate pulls to score (stages.lib.scoring.batches.MODEL_FILES)."""
+    from stages.lib.scoring.batches import MODEL_FILES
 
     return MODEL_FILES
 

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import plots
-from stages.lib.files import save_object, write_json
-from stages.lib.params import GenerateParams, parse_params
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import LABEL
-from stages.lib.synthetic import ID_COLUMN, TARGET_COLUMN, generate_customers
-from stages.lib.tables import write_table
+from stages.lib.core.files import save_object, write_json
+from stages.lib.core.params import GenerateParams, parse_params
+from stages.lib.core.tables import write_table
+from stages.lib.data.schema import LABEL
+from stages.lib.data.split import preprocess_customers
+from stages.lib.data.synthetic import ID_COLUMN, TARGET_COLUMN, generate_customers
+from stages.lib.evaluation import plot_data
 from tests.helpers import DELETE, child_env, edited_params, python_module, snapshot, temp_files, write_params
 
 EXIT_BAD_INPUT = 2
@@ -85,7 +85,7 @@ class Workspace:
             "generate": [self.out / "customers.csv", self.out / "true_probability.parquet"],
             "preprocess": [self.out / "train.parquet", self.out / "test.parquet", self.out / "preprocessor.joblib"],
             "resample": [self.out / "resampled.parquet", self.out / "resample.json"],
-            "evaluate": [self.out / "metrics.json", *(self.out / "plots" / name for name in plots.TEST_PLOT_FILES)],
+            "evaluate": [self.out / "metrics.json", *(self.out / "plots" / name for name in plot_data.TEST_PLOT_FILES)],
         }[self.stage]
 
     def args(self) -> list[str | Path]:

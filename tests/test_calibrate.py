@@ -9,13 +9,13 @@ import pytest
 from sklearn.metrics import brier_score_loss
 
 from stages import calibrate
-from stages.lib.calibration import ProbabilityCalibrator
-from stages.lib.errors import DataError
-from stages.lib.models import LIGHTGBM, ChosenModel
-from stages.lib.params import ThresholdParams
-from stages.lib.ranking import Threshold
-from stages.lib.tables import write_table
-from stages.lib.thresholds import calibrate_and_choose, choose_threshold, threshold_curve
+from stages.lib.core.errors import DataError
+from stages.lib.core.params import ThresholdParams
+from stages.lib.core.tables import write_table
+from stages.lib.modeling.calibrator import ProbabilityCalibrator
+from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel
+from stages.lib.modeling.ranking import Threshold
+from stages.lib.modeling.thresholds import calibrate_and_choose, choose_threshold, threshold_curve
 from tests.helpers import write_params
 
 #   t     0.95  0.9   0.8   0.7   0.6   0.5   0.4   0.3   0.2   0.1
@@ -199,7 +199,7 @@ def test_the_profit_objective_picks_the_most_profitable_threshold(params_with):
 
 
 def test_evaluate_reports_the_profit_at_the_threshold_and_at_one_half():
-    from stages.lib.metrics import profit_metrics
+    from stages.lib.evaluation.metrics import profit_metrics
 
     y = np.array([1, 0, 1, 0, 0])
     probability = np.array([0.9, 0.6, 0.3, 0.2, 0.1])

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from stages.lib.errors import ParamsError
-from stages.lib.params import Dimension, Params, load_params, parse_params
+from stages.lib.core.errors import ParamsError
+from stages.lib.core.params import Dimension, Params, load_params, parse_params
 from tests.helpers import REPO_ROOT, write_params
 
 

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from lightgbm import LGBMClassifier
 
-from stages.lib.examples import parquet_parts_of
-from stages.lib.files import read_json
-from stages.lib.models import train_model
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import split_features
-from stages.lib.synthetic import generate_customers
+from stages.lib.core.files import read_json
+from stages.lib.data.examples import parquet_parts_of
+from stages.lib.data.schema import split_features
+from stages.lib.data.split import preprocess_customers
+from stages.lib.data.synthetic import generate_customers
+from stages.lib.modeling.estimators import train_model
 from tests.helpers import (
     copy_repo,
     customers_to_score,

@@ -12,8 +12,8 @@ import time
 import dask
 import pytest
 
-from stages.lib.files import write_json
-from stages.lib.tables import write_table
+from stages.lib.core.files import write_json
+from stages.lib.core.tables import write_table
 from tests.helpers import (
     PYTHON,
     child_env,
@@ -151,7 +151,7 @@ def test_an_unreachable_scheduler_is_one_line_not_a_hang(dask_train):
 def test_the_wait_for_a_scheduler_that_does_not_answer_is_the_connect_timeout(monkeypatch, listening):
     """In-process, so the bound is the engine's own wait and not the interpreter's start-up, which
     a loaded machine stretches."""
-    from stages.lib.engines import dask as dask_engine
+    from stages.lib.engines.dask import engine as dask_engine
 
     limit = dask.utils.parse_timedelta(dask_engine.CONNECT_TIMEOUT)
     with silent_listener() if listening else contextlib.nullcontext(f"tcp://127.0.0.1:{free_port()}") as address:

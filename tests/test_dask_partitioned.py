@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stages.lib.examples import parquet_parts_of
-from stages.lib.files import read_json
+from stages.lib.core.files import read_json
+from stages.lib.data.examples import parquet_parts_of
 from tests.helpers import dvc, edit_params_file, new_repo
 
 pytestmark = pytest.mark.dask

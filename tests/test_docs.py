@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docs import build
-from stages.lib.params import Dimension, Params
+from stages.lib.core.params import Dimension, Params
 from tests.helpers import REPO_ROOT, child_env, copy_repo, customers_to_score, dvc
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
@@ -78,7 +78,7 @@ def test_every_param_is_described_once_in_its_model_and_documented_on_the_genera
     for section, field in Params.model_fields.items():
         assert field.annotation.__doc__, section
         for key, described in field.annotation.model_fields.items():
-            assert described.description, f"{section}.{key} has no description in stages/lib/params.py"
+            assert described.description, f"{section}.{key} has no description in stages/lib/core/params.py"
             assert f"| `{section}.{key}` |" in page
     assert all(described.description for described in Dimension.model_fields.values())
     # Nowhere else: no other page has a table of params and their meanings (params.yaml's comments are

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import drift
-from stages.lib.calibration import ProbabilityCalibrator
-from stages.lib.features import CustomerPreprocessor
-from stages.lib.held_out import held_out_drift
-from stages.lib.models import LIGHTGBM, train_model
-from stages.lib.ranking import Threshold
-from stages.lib.scoring import ScoringModel, score_batches
+from stages.lib.data import drift
+from stages.lib.data.preprocessor import CustomerPreprocessor
+from stages.lib.evaluation.held_out import held_out_drift
+from stages.lib.modeling.calibrator import ProbabilityCalibrator
+from stages.lib.modeling.estimators import LIGHTGBM, train_model
+from stages.lib.modeling.ranking import Threshold
+from stages.lib.scoring.batches import ScoringModel, score_batches
 
 
 def _raw_rows(customers: pd.DataFrame, split: pd.DataFrame, params) -> pd.DataFrame:

@@ -17,19 +17,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import preprocessing, sampling
-from stages.lib.baselines import baseline_scores, fit_baselines
-from stages.lib.calibration import ProbabilityCalibrator
-from stages.lib.engines.dask import DaskEngine
-from stages.lib.engines.local import LocalEngine
-from stages.lib.errors import DataError
-from stages.lib.examples import parquet_parts_of
-from stages.lib.held_out import score_held_out
-from stages.lib.models import LOGISTIC_REGRESSION, model_text, out_of_fold_scores, train_model
-from stages.lib.resampling import resample_split
-from stages.lib.schema import LABEL, split_features
-from stages.lib.tables import read_table
-from stages.lib.tuning import choose_model, tune_hyperparameters
+from stages.lib.core.errors import DataError
+from stages.lib.core.tables import read_table
+from stages.lib.data import sampling, split
+from stages.lib.data.examples import parquet_parts_of
+from stages.lib.data.schema import LABEL, split_features
+from stages.lib.engines.dask.engine import DaskEngine
+from stages.lib.engines.local.engine import LocalEngine
+from stages.lib.evaluation.baselines import baseline_scores, fit_baselines
+from stages.lib.evaluation.held_out import score_held_out
+from stages.lib.modeling.calibrator import ProbabilityCalibrator
+from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, model_text, out_of_fold_scores, train_model
+from stages.lib.modeling.resampling import resample_split
+from stages.lib.modeling.search import choose_model, tune_hyperparameters
 from tests.helpers import local_dask_engine
 
 pytestmark = pytest.mark.dask
@@ -45,7 +45,7 @@ def dask_engine():
 
 def preprocessed(engine, table, params, folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
-    counts, preprocessor = preprocessing.preprocess_table(engine, table, params.data, params.preprocess,
+    counts, preprocessor = split.preprocess_table(engine, table, params.data, params.preprocess,
                                                           params.base.seed, folder / "train.parquet",
                                                           folder / "test.parquet")
     train, test = read_table(folder / "train.parquet"), read_table(folder / "test.parquet")
@@ -73,7 +73,7 @@ def test_repeated_ids_keep_their_first_row_across_partitions(customers, params, 
     # 30 customers appear again at the end of the table (in another partition), with other values.
     repeats = customers.head(30).assign(age=999.0)
     table = pd.concat([customers, repeats], ignore_index=True)
-    local = preprocessing.preprocess_customers(table, params.data, params.preprocess, params.base.seed)
+    local = split.preprocess_customers(table, params.data, params.preprocess, params.base.seed)
     assert "dropped 30 rows" in capsys.readouterr().err
     parts = parquet_parts_of(table, tmp_path / "parts", 3)
     _, train, test = preprocessed(dask_engine, parts, params, tmp_path / "dask")
@@ -99,7 +99,7 @@ def test_the_medians_are_exact_for_any_values(params, dask_engine, tmp_path):
     frame.loc[0, "nothing_in_training"] = 5.0  # one value, so the column is not empty; it may fall in training
     data = params.data.model_copy(update={"categorical_columns": ["level"]})
     params = params.model_copy(update={"data": data})
-    local = preprocessing.preprocess_customers(frame, data, params.preprocess, params.base.seed)
+    local = split.preprocess_customers(frame, data, params.preprocess, params.base.seed)
     training = frame[frame[ID].isin(local[0][ID])]
     expected = {c: float(training[c].median()) for c in columns}
     on_dask, _, _ = preprocessed(dask_engine, parquet_parts_of(frame, tmp_path / "parts", 4), params, tmp_path / "dask")

@@ -14,16 +14,17 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from stages import evaluate
-from stages.lib import drift, plots
-from stages.lib.baselines import better_baselines_note
-from stages.lib.calibration import ProbabilityCalibrator
-from stages.lib.files import save_object, write_json
-from stages.lib.metrics import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
-from stages.lib.models import train_model
-from stages.lib.params import EvaluateParams
-from stages.lib.ranking import Threshold
-from stages.lib.schema import LABEL, split_features
-from stages.lib.tables import write_table
+from stages.lib.core.files import save_object, write_json
+from stages.lib.core.params import EvaluateParams
+from stages.lib.core.tables import write_table
+from stages.lib.data import drift
+from stages.lib.data.schema import LABEL, split_features
+from stages.lib.evaluation import plot_data
+from stages.lib.evaluation.baselines import better_baselines_note
+from stages.lib.evaluation.metrics import decision_metrics, evaluate_scores, ideal_scorer_metrics, top_of_list_metrics
+from stages.lib.modeling.calibrator import ProbabilityCalibrator
+from stages.lib.modeling.estimators import train_model
+from stages.lib.modeling.ranking import Threshold
 from tests.helpers import write_params
 
 FLAT_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
@@ -125,9 +126,9 @@ def test_calibration_never_changes_a_ranking_number(engine, params, resampled_ta
     calibrated = evaluate_scores(test_y, probability, raw, Threshold(0.5), settings)
     uncalibrated = evaluate_scores(test_y, raw, raw, Threshold(0.5), settings)
     assert {k: calibrated[k] for k in RANKING_KEYS} == {k: uncalibrated[k] for k in RANKING_KEYS}
-    curves = (plots.ROC, plots.PRECISION_RECALL, plots.GAINS)
-    calibrated_plots = plots.test_plot_data(test_y, probability, raw, Threshold(0.5), settings)
-    raw_plots = plots.test_plot_data(test_y, raw, raw, Threshold(0.5), settings)
+    curves = (plot_data.ROC, plot_data.PRECISION_RECALL, plot_data.GAINS)
+    calibrated_plots = plot_data.test_plot_data(test_y, probability, raw, Threshold(0.5), settings)
+    raw_plots = plot_data.test_plot_data(test_y, raw, raw, Threshold(0.5), settings)
     assert {c: calibrated_plots[c] for c in curves} == {c: raw_plots[c] for c in curves}
     if method == "isotonic":
         # What the order by raw score saves: isotonic ties cost the probabilities alone average precision.
@@ -236,10 +237,10 @@ def test_metrics_put_the_baselines_beside_the_model(default_evaluation):
 
 
 def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
-    from stages.lib.baselines import baseline_metrics, baseline_scores, fit_baselines
-    from stages.lib.params import parse_params
-    from stages.lib.preprocessing import preprocess_customers
-    from stages.lib.synthetic import generate_customers
+    from stages.lib.core.params import parse_params
+    from stages.lib.data.split import preprocess_customers
+    from stages.lib.data.synthetic import generate_customers
+    from stages.lib.evaluation.baselines import baseline_metrics, baseline_scores, fit_baselines
     from tests.helpers import edited_params
 
     # 60,000 customers: at 20,000 one split in four leaves the estimate 0.91 of ideal (12,000 test customers here).
@@ -288,7 +289,7 @@ def test_evaluate_prints_no_note_when_the_model_ranks_best(default_evaluation):
 
 
 def test_weighted_average_precision_is_scikit_learns_with_rows_repeated():
-    from stages.lib.metrics import ranked, weighted_average_precision
+    from stages.lib.evaluation.metrics import ranked, weighted_average_precision
 
     rng = np.random.default_rng(1)
     y = (rng.random(500) < 0.1).astype(np.int8)
@@ -303,7 +304,7 @@ def test_weighted_average_precision_is_scikit_learns_with_rows_repeated():
 
 
 def test_the_paired_bootstrap_measures_the_noise_of_a_difference():
-    from stages.lib.metrics import paired_bootstrap_se
+    from stages.lib.evaluation.metrics import paired_bootstrap_se
 
     rng = np.random.default_rng(2)
     y = (rng.random(4000) < 0.05).astype(np.int8)

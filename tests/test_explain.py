@@ -6,14 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.explain import contributions, empty_reasons, log_odds, mean_absolute_contributions, reason_codes
-from stages.lib.models import LIGHTGBM, LOGISTIC_REGRESSION, train_model
-from stages.lib.schema import LABEL
+from stages.lib.data.schema import LABEL
+from stages.lib.evaluation.explanations import (
+    contributions,
+    empty_reasons,
+    log_odds,
+    mean_absolute_contributions,
+    reason_codes,
+)
+from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, train_model
 
 
 @pytest.fixture(scope="module", params=[LIGHTGBM, LOGISTIC_REGRESSION])
 def fitted(request, params, _resampled):
-    from stages.lib.engines.local import LocalEngine
+    from stages.lib.engines.local.engine import LocalEngine
 
     tuned = {"num_leaves": 8} if request.param == LIGHTGBM else {"C": 0.1}
     return train_model(LocalEngine(1), _resampled[0].copy(), params, tuned, request.param)[0]

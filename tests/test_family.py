@@ -8,21 +8,21 @@ import pytest
 from lightgbm import Booster, LGBMClassifier
 from threadpoolctl import threadpool_limits
 
-from stages.lib import plots
-from stages.lib.errors import ArtifactError
-from stages.lib.examples import three_column_table
-from stages.lib.linear import INTERCEPT, coefficients
-from stages.lib.models import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, model_text, train_model
-from stages.lib.schema import LABEL
-from stages.lib.scoring import score_features
-from stages.lib.thresholds import calibrate_and_choose
-from stages.lib.tuning import (
+from stages.lib.core.errors import ArtifactError
+from stages.lib.data.examples import three_column_table
+from stages.lib.data.schema import LABEL
+from stages.lib.evaluation import plot_data
+from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, model_text, train_model
+from stages.lib.modeling.linear import INTERCEPT, coefficients
+from stages.lib.modeling.search import (
     COMPARISON_FOLDS,
     COMPARISON_REPEATS,
     FamilyComparison,
     choose_model,
     comparison_seed,
 )
+from stages.lib.modeling.thresholds import calibrate_and_choose
+from stages.lib.scoring.batches import score_features
 
 # Enough search and trees for LightGBM to show what it can do on a few thousand rows, in seconds.
 CHOOSING = {"model__family": "auto", "resample__method": "none", "tune__n_iter": 4, "tune__cv_folds": 3,
@@ -107,7 +107,7 @@ def test_a_logistic_regression_calibrates_trains_explains_and_scores(engine, par
     assert any(term.startswith("region=") for term in table["term"])
     text = model_text(model)
     assert text.startswith("logistic regression") and "(intercept)" in text and "reference levels: " in text
-    importance, measure = plots.feature_importance(model)
+    importance, measure = plot_data.feature_importance(model)
     assert set(importance["feature"]) == set(table["term"].iloc[1:]) and "coefficient" in measure
     assert importance["importance"].is_monotonic_decreasing
     test_features = test_table.drop(columns=["customer_id", LABEL])

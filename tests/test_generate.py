@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from stages.lib.params import GenerateParams
-from stages.lib.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
+from stages.lib.core.params import GenerateParams
+from stages.lib.data.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
 
 ROWS = 5000
 
@@ -124,10 +124,10 @@ def test_no_single_column_ranks_better_than_the_true_probability(generated):
 def test_lightgbm_comes_close_to_the_ideal_scorer_under_either_truth(engine, truth):
     from sklearn.metrics import average_precision_score
 
-    from stages.lib.models import train_model
-    from stages.lib.params import parse_params
-    from stages.lib.preprocessing import preprocess_customers
-    from stages.lib.schema import split_features
+    from stages.lib.core.params import parse_params
+    from stages.lib.data.schema import split_features
+    from stages.lib.data.split import preprocess_customers
+    from stages.lib.modeling.estimators import train_model
     from tests.helpers import edited_params
 
     # 60,000 customers (12,000 test customers): at 20,000 one split in three falls below 0.8 by chance.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
-from stages.lib.tables import read_table
+from stages.lib.core.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+from stages.lib.core.tables import read_table
 from tests.helpers import edited_params, python_module, start_module, temp_files, write_params
 
 BIG_ROWS = 300_000

@@ -3,8 +3,8 @@
 Imports are read from the source (every `import` and `from ... import`, inside
 functions too) and followed through the library, so a change to any module a
 stage runs re-runs that stage, and an edit elsewhere does not. A stage opens its
-engine by name (stages.lib.compute.open_engine), so dvc.yaml lists
-`stages/lib/engines/${compute.engine}.py`: with each engine, the deps are what
+engine by name (stages.lib.engines.base.open_engine), so dvc.yaml lists the
+folder `stages/lib/engines/${compute.engine}`: with each engine, the deps are what
 the stage and that engine import, and a local pipeline never depends on the Dask
 engine's code.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib import plots
-from stages.lib.params import ENGINES
+from stages.lib.core.params import ENGINES
+from stages.lib.evaluation import plot_data
 from tests.helpers import REPO_ROOT
 
 PACKAGE = "stages"
@@ -58,12 +58,19 @@ def imported_modules(module: str) -> set[str]:
     return seen
 
 
-ENGINE_DEP = "stages/lib/engines/${compute.engine}.py"
+ENGINE_DEP = "stages/lib/engines/${compute.engine}"
 
 
 def code_deps(stage: str, engine: str) -> set[str]:
-    """The code deps dvc.yaml lists for a stage when compute.engine is `engine`."""
-    return {dep.replace("${compute.engine}", engine) for dep in SPEC["stages"][stage]["deps"] if dep.endswith(".py")}
+    """The code files dvc.yaml lists for a stage when compute.engine is `engine` (a listed folder: its modules)."""
+    listed = set()
+    for dep in SPEC["stages"][stage]["deps"]:
+        dep = dep.replace("${compute.engine}", engine)
+        if dep.endswith(".py"):
+            listed.add(dep)
+        elif dep.startswith(f"{PACKAGE}/") and (REPO_ROOT / dep).is_dir():
+            listed |= {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / dep).rglob("*.py") if p.stem != "__init__"}
+    return listed
 
 
 def imported_files(module: str) -> set[str]:
@@ -73,8 +80,8 @@ def imported_files(module: str) -> set[str]:
 def engine_imports(stage: str, engine: str) -> set[str]:
     """What a stage runs with an engine: its own imports and, when it opens an engine, the engine's."""
     imported = imported_files(f"{PACKAGE}.{stage}")
-    if "stages/lib/compute.py" in imported:
-        imported |= imported_files(f"{LIBRARY}.engines.{engine}")
+    if "stages/lib/engines/base.py" in imported:
+        imported |= imported_files(f"{LIBRARY}.engines.{engine}.engine")
     return imported
 
 
@@ -104,7 +111,7 @@ def test_the_library_never_imports_a_stage():
 
 
 def test_all_dask_code_is_in_the_dask_engine():
-    """Only stages/lib/engines/dask.py imports dask or distributed (lightgbm.dask included)."""
+    """Only the Dask engine's folder, stages/lib/engines/dask/, imports dask or distributed (lightgbm.dask included)."""
     def dask_imports(path: Path) -> list[str]:
         found = []
         for node in ast.walk(ast.parse(path.read_text())):
@@ -113,7 +120,7 @@ def test_all_dask_code_is_in_the_dask_engine():
             found += [n for n in names if n.split(".")[0] in ("dask", "distributed") or n == "lightgbm.dask"]
         return found
     users = {str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / PACKAGE).rglob("*.py") if dask_imports(path)}
-    assert users == {"stages/lib/engines/dask.py"}
+    assert users and all(user.startswith("stages/lib/engines/dask/") for user in users), users
 
 
 @pytest.mark.parametrize("folder, other", [("tests", "benchmarks"), ("benchmarks", "tests")])
@@ -128,11 +135,11 @@ def test_the_tests_and_the_benchmarks_never_import_each_other(folder, other):
 
 def test_package_inits_run_no_library_code_a_stage_would_miss():
     # Package __init__ files are not listed as deps: the library's holds its map only, and
-    # stages/__init__.py only installs the quiet Ctrl-C handler from stages.lib.cli.
+    # stages/__init__.py only installs the quiet Ctrl-C handler from stages.lib.core.cli.
     for init in (REPO_ROOT / PACKAGE / "lib").rglob("__init__.py"):
         body = ast.parse(init.read_text()).body
         assert len(body) == 1 and isinstance(body[0].value, ast.Constant), init
-    assert direct_imports("stages.__init__") <= {"stages.lib.cli"}
+    assert direct_imports("stages.__init__") <= {"stages.lib.core.cli"}
 
 
 @pytest.mark.parametrize("stage", DAG_STEPS)
@@ -144,7 +151,8 @@ def test_dvc_yaml_lists_exactly_the_code_each_stage_imports(stage):
             f"{stage} on {engine} imports these but dvc.yaml does not list them: {sorted(imported - listed)}"
         run_by_some_engine |= imported
         if engine == "local":
-            assert "stages/lib/engines/dask.py" not in listed, f"{stage}: a local pipeline depends on Dask code"
+            assert not [f for f in listed if f.startswith("stages/lib/engines/dask/")], \
+                f"{stage}: a local pipeline depends on Dask code"
     listed = set.union(*(code_deps(stage, engine) for engine in ENGINES))
     assert not listed - run_by_some_engine, \
         f"dvc.yaml lists these for {stage} but no engine's run imports them: {sorted(listed - run_by_some_engine)}"
@@ -152,15 +160,15 @@ def test_dvc_yaml_lists_exactly_the_code_each_stage_imports(stage):
 
 @pytest.mark.parametrize("stage", [s for s in DAG_STEPS if ENGINE_DEP in SPEC["stages"][s]["deps"]])
 def test_a_stage_that_opens_an_engine_lists_it_and_reads_compute(stage):
-    assert "stages/lib/compute.py" in engine_imports(stage, "local")
+    assert "stages/lib/engines/base.py" in engine_imports(stage, "local")
     assert "compute" in SPEC["stages"][stage]["params"]
 
 
 def test_the_check_sees_imports_inside_functions(monkeypatch):
     # A lazy import counts: the walk reads every node of the source, not only the top level.
-    source = "def later():\n    from stages.lib import metrics\n    import stages.lib.plots\n"
+    source = "def later():\n    from stages.lib.evaluation import metrics\n    import stages.lib.evaluation.plot_data\n"
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
-    assert direct_imports("stages.generate") == {"stages.lib.metrics", "stages.lib.plots"}
+    assert direct_imports("stages.generate") == {"stages.lib.evaluation.metrics", "stages.lib.evaluation.plot_data"}
 
 
 def test_evaluate_plot_files_are_the_ones_dvc_yaml_draws():
@@ -173,4 +181,4 @@ def test_evaluate_plot_files_are_the_ones_dvc_yaml_draws():
         (_, spec), = entry.items()
         drawn |= set(spec["y"]) if isinstance(spec.get("y"), dict) else set()
     in_folder = {Path(p).name for p in drawn if p.startswith(test_plots + "/")}
-    assert in_folder and in_folder <= set(plots.TEST_PLOT_FILES)
+    assert in_folder and in_folder <= set(plot_data.TEST_PLOT_FILES)

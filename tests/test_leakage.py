@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 
 from stages import calibrate, preprocess, resample, train, tune
-from stages.lib.features import CustomerPreprocessor
-from stages.lib.files import write_json
-from stages.lib.models import LIGHTGBM, ChosenModel
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import LABEL, SYNTHETIC
-from stages.lib.synthetic import generate_customers
-from stages.lib.tables import read_table, write_table
-from stages.lib.thresholds import calibrate_and_choose
-from stages.lib.tuning import tune_hyperparameters
+from stages.lib.core.files import write_json
+from stages.lib.core.tables import read_table, write_table
+from stages.lib.data.preprocessor import CustomerPreprocessor
+from stages.lib.data.schema import LABEL, SYNTHETIC
+from stages.lib.data.split import preprocess_customers
+from stages.lib.data.synthetic import generate_customers
+from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel
+from stages.lib.modeling.search import tune_hyperparameters
+from stages.lib.modeling.thresholds import calibrate_and_choose
 from tests.helpers import write_params
 
 ID = "customer_id"
@@ -176,12 +176,12 @@ def test_stages_after_preprocess_never_open_the_test_split(stage_files, read_spy
 # --- preprocessing --------------------------------------------------------------------------
 
 def test_preprocessor_is_fitted_on_training_rows_only(params, customers, monkeypatch):
-    # The preprocessor is fitted on statistics of rows (preprocessing._training_statistics): the numbers'
+    # The preprocessor is fitted on statistics of rows (split._training_statistics): the numbers'
     # medians and gaps from numeric_block, the levels from category_counts. Record which customers they saw.
-    from stages.lib import preprocessing
+    from stages.lib.data import split
 
     numbers_of, levels_of = [], []
-    original_block, original_counts = CustomerPreprocessor.numeric_block, preprocessing.category_counts
+    original_block, original_counts = CustomerPreprocessor.numeric_block, split.category_counts
 
     def spied_block(self, frame, source):
         if source == "training data":
@@ -193,7 +193,7 @@ def test_preprocessor_is_fitted_on_training_rows_only(params, customers, monkeyp
         return original_counts(series)
 
     monkeypatch.setattr(CustomerPreprocessor, "numeric_block", spied_block)
-    monkeypatch.setattr(preprocessing, "category_counts", spied_counts)
+    monkeypatch.setattr(split, "category_counts", spied_counts)
     train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
     assert numbers_of and levels_of
     for seen in numbers_of + levels_of:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.errors import DataError, ParamsError
-from stages.lib.params import parse_params
-from stages.lib.tuning import TuningProgress, tune_hyperparameters
+from stages.lib.core.errors import DataError, ParamsError
+from stages.lib.core.params import parse_params
+from stages.lib.modeling.search import TuningProgress, tune_hyperparameters
 
 
 class Terminal(io.StringIO):
@@ -70,7 +70,7 @@ def test_early_stopping_keeps_fewer_trees_and_hands_the_count_to_train(engine, p
 def test_early_stopping_classifier_trains_on_resampled_rows_and_stops_on_real_ones(train_xy, monkeypatch):
     import lightgbm
 
-    from stages.lib.models import EarlyStoppingClassifier
+    from stages.lib.modeling.estimators import EarlyStoppingClassifier
 
     features, y = train_xy
     seen = {}
@@ -129,7 +129,7 @@ def test_early_stopping_never_sees_the_fold_it_is_scored_on(engine, params_with,
 def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatch, method):
     from sklearn.neighbors import NearestNeighbors
 
-    import stages.lib.resampling as modeling
+    import stages.lib.modeling.resampling as modeling
 
     features, y = train_xy
     fast = modeling.oversample(features, y, method, 5, 0.5, 7)
@@ -154,8 +154,8 @@ class SearchStopped(Exception):
 ])
 def test_tuning_runs_a_steps_fits_side_by_side_and_shares_the_cores(params_with, train_xy, monkeypatch,
                                                                      threads, workers, n_points, jobs, per_fit):
-    import stages.lib.tuning as tune
-    from stages.lib.engines.local import LocalEngine
+    import stages.lib.modeling.search as tune
+    from stages.lib.engines.local.engine import LocalEngine
 
     built, started = [], []
     original = tune.make_pipeline

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.lib.examples import OWN_TABLE_DATA, own_customer_table
+from stages.lib.data.examples import OWN_TABLE_DATA, own_customer_table
 from tests.helpers import (
     copy_repo,
     declared_outputs,

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from stages import predict
-from stages.lib.cli import run_stage
-from stages.lib.examples import parquet_parts_of
-from stages.lib.files import read_json
+from stages.lib.core.cli import run_stage
+from stages.lib.core.files import read_json
+from stages.lib.data.examples import parquet_parts_of
 from tests.helpers import python_module
 
 pytestmark = pytest.mark.e2e  # scores with the model of a reproduced repository

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.errors import DataError
-from stages.lib.features import INDICATOR_SUFFIX, MISSING_LEVEL, OTHER_LEVEL, CustomerPreprocessor
-from stages.lib.files import load_object, save_object
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import LABEL
-from stages.lib.tables import read_table
+from stages.lib.core.errors import DataError
+from stages.lib.core.files import load_object, save_object
+from stages.lib.core.tables import read_table
+from stages.lib.data.preprocessor import INDICATOR_SUFFIX, MISSING_LEVEL, OTHER_LEVEL, CustomerPreprocessor
+from stages.lib.data.schema import LABEL
+from stages.lib.data.split import preprocess_customers
 from tests.helpers import edited_params, python_module, write_params
 
 ID = "customer_id"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.report_markdown import HEADLINE, format_change, format_value, model_section
-from stages.lib.revisions import Revision
+from stages.lib.report.markdown import HEADLINE, format_change, format_value, model_section
+from stages.lib.report.revisions import Revision
 from tests.helpers import copy_repo, dvc, edit_params_file, git, python_module
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +87,7 @@ def test_a_base_dvc_cannot_read_is_a_visible_warning(two_commits, tmp_path):
 
 
 def test_the_report_says_plainly_when_a_baseline_wins():
-    from stages.lib.report_markdown import baselines_section
+    from stages.lib.report.markdown import baselines_section
 
     metrics = {"average_precision": 0.40, "roc_auc": 0.9, "precision_at_k": 0.3, "capture_rate_at_top": 0.7,
                "top_fraction": 0.1,

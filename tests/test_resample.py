@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.errors import DataError
-from stages.lib.resampling import class_counts, oversample, resample_training
-from stages.lib.schema import LABEL, SYNTHETIC
+from stages.lib.core.errors import DataError
+from stages.lib.data.schema import LABEL, SYNTHETIC
+from stages.lib.modeling.resampling import class_counts, oversample, resample_training
 
 ID = "customer_id"
 

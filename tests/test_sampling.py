@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib import sampling
-from stages.lib.engines.local import LocalEngine
-from stages.lib.preprocessing import preprocess_customers
-from stages.lib.schema import LABEL
+from stages.lib.data import sampling
+from stages.lib.data.schema import LABEL
+from stages.lib.data.split import preprocess_customers
+from stages.lib.engines.local.engine import LocalEngine
 
 ID = "customer_id"
 

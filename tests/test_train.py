@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from stages import train
-from stages.lib.files import load_object, write_json
-from stages.lib.models import make_classifier, train_model
-from stages.lib.schema import split_features
-from stages.lib.tables import write_table
+from stages.lib.core.files import load_object, write_json
+from stages.lib.core.tables import write_table
+from stages.lib.data.schema import split_features
+from stages.lib.modeling.estimators import make_classifier, train_model
 from tests.helpers import write_params
 
 BEST = {"learning_rate": 0.1, "num_leaves": 15, "colsample_bytree": 0.7, "min_child_samples": 20}

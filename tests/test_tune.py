@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from stages import tune
-from stages.lib.sampling import sample_table
-from stages.lib.schema import split_features
-from stages.lib.tables import write_table
-from stages.lib.tuning import edge_warning, edges_hit, search_space, tune_hyperparameters
+from stages.lib.core.tables import write_table
+from stages.lib.data.sampling import sample_table
+from stages.lib.data.schema import split_features
+from stages.lib.modeling.search import edge_warning, edges_hit, search_space, tune_hyperparameters
 from tests.helpers import python_module, write_params
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from stages.lib.params import load_params
+from stages.lib.core.params import load_params
 from tests.helpers import (
     REPO_ROOT,
     TEST_PARAMS,

@@ -39,11 +39,11 @@ def _install(path):
     if not hasattr(LGBMClassifier.fit, "__wrapped__"):
         LGBMClassifier.fit = _timed("lightgbm_fit", LGBMClassifier.fit, path)
     try:
-        from stages.lib import resampling
+        from stages.lib.modeling import resampling
     except ImportError:
         return
     if not hasattr(resampling.oversample, "__wrapped__"):
-        # Pickles of the resampler name `stages.lib.resampling.oversample`: the wrapper, found under that name.
+        # Pickles of the resampler name `stages.lib.modeling.resampling.oversample`: the wrapper, found under that name.
         resampling.oversample = _timed("oversample", resampling.oversample, path)
 
 

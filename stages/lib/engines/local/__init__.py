@@ -1,0 +1,1 @@
+"""The local engine: this process, independent fits side by side in threads."""

@@ -1,0 +1,1 @@
+"""Measuring a model: metrics, noise, baselines, explanations, plot data and images."""

@@ -1,0 +1,2 @@
+"""Scoring customers: the one path from a batch of rows to probabilities, decisions, ranks and reasons;
+model files checked against dvc.lock."""

@@ -35,7 +35,7 @@ from sklearn.metrics import average_precision_score
 from benchmarks.markdown import about, table
 from benchmarks.pipeline import benchmark_size, dvc_paths
 from benchmarks.results import ROOT
-from stages.lib.core.params import GenerateParams
+from stages.lib.core.params_sections import GenerateParams
 from stages.lib.data.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
 
 # Seeds of the ceiling's own tables: far from any base.seed a run uses.

@@ -34,14 +34,14 @@ from sklearn.metrics import average_precision_score
 
 from benchmarks.markdown import about, table
 from benchmarks.results import ROOT
+from stages.lib.core.cores import local_workers, usable_cores
 from stages.lib.core.files import read_json
 from stages.lib.core.params import load_params
 from stages.lib.data.schema import split_features
 from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers, true_probabilities_of
-from stages.lib.engines.base import local_workers, usable_cores
 from stages.lib.engines.local.engine import LocalEngine
-from stages.lib.evaluation.baselines import baseline_scores, fit_baselines
+from stages.lib.evaluation.baselines import fit_baselines
 from stages.lib.modeling import estimators
 
 VARIANTS = ("committed", "ratios", "bagging", "monotone", "blend", "all")
@@ -58,10 +58,8 @@ def with_ratios(features: pd.DataFrame) -> pd.DataFrame:
 def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, params, best: dict
                    ) -> np.ndarray:
     def fitted(features: pd.DataFrame, extra: dict | None = None, seed_shift: int = 0):
-        shifted = params.model_copy(update={"base": params.base.model_copy(
-            update={"seed": params.base.seed + seed_shift})})
-        classifier = estimators.make_classifier(shifted.model, shifted.resample, shifted.base.seed,
-                                            usable_cores(), {**best, **(extra or {})})
+        recipe = estimators.Recipe(params.model, params.resample, params.base.seed + seed_shift)
+        classifier = recipe.classifier(usable_cores(), {**best, **(extra or {})})
         return classifier.fit(features, y)
 
     if name == "ratios":
@@ -83,8 +81,8 @@ def variant_scores(name: str, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
 
 def blended(scores: np.ndarray, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, params) -> np.ndarray:
     linear = fit_baselines(LocalEngine(local_workers()), train, y, params.base.seed,
-                           params.model)["logistic_regression"]
-    return rankdata(scores) + 0.5 * rankdata(baseline_scores({"lr": linear}, test)["lr"])
+                           params.model.threads)["logistic_regression"]
+    return rankdata(scores) + 0.5 * rankdata(linear.predict_proba(test)[:, 1])
 
 
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
@@ -96,7 +94,8 @@ def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any
     for seed in options["seeds"]:
         params = base.model_copy(update={"base": base.base.model_copy(update={"seed": seed})})
         customers, truth = generate_customers(params.generate, seed)
-        train, test, _ = preprocess_customers(customers, params.data, params.preprocess, seed)
+        train, test, _ = preprocess_customers(LocalEngine(local_workers()), customers, params.data,
+                                              params.preprocess, seed)
         features, y = split_features(train, params.data.id_columns)
         test_features, test_y = split_features(test, params.data.id_columns)
         ideal = average_precision_score(test_y, true_probabilities_of(test, truth, params.data.id_columns))

@@ -4,13 +4,14 @@
     python -m docs.build --check    # exit 1, naming each, when one is out of date
 
 - docs/parameters.md: from the params models' field descriptions, types, ranges and
-  defaults (stages/lib/core/params.py) and the values in the committed params.yaml;
+  defaults (stages/lib/core/params_sections.py) and the values in the committed params.yaml;
 - params.yaml's comments (the allowed values after each key), keeping its values;
 - README.md's headline metrics table: from metrics/metrics.json;
 - docs/performance.md's tables and docs/metrics.md's quality table: from the benchmark result files in
   benchmarks/.
 
-tests/test_docs.py checks the last commit: its generated parts must match its sources.
+.ci/run calls `--check` on the commit it tests; tests/test_docs.py checks that a changed source makes
+its part stale.
 
 A generated part sits between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`;
 everything outside those markers is written by hand and left alone.
@@ -34,7 +35,8 @@ from pydantic_core import PydanticUndefined
 from ruamel.yaml import YAML
 
 from benchmarks.markdown import measured_on
-from stages.lib.core.params import Dimension, Params
+from stages.lib.core.params import Params
+from stages.lib.core.params_sections import Dimension
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python -m docs.build"
@@ -143,7 +145,7 @@ PARAMS_HEADER = """\
 # Every stage reads its own sections of this file; dvc.yaml lists which, so `dvc repro`
 # reruns exactly the stages whose params changed. What each key means, its default and
 # why: docs/parameters.md. The comment after each key (its allowed values) is written by
-# `python -m docs.build` from stages/lib/core/params.py, which checks them.
+# `python -m docs.build` from stages/lib/core/params_sections.py, which checks them.
 #
 # Laid out so `dvc exp run -S key=value` rewrites only that value's line: lists in block
 # style with "- item" at the key's indent, null written as an empty value.

@@ -2,7 +2,7 @@
 
 Every training row is scored by a model that never saw it; the calibration is
 fitted on those scores and the threshold chosen for the objective in
-params.yaml (stages/lib/modeling/thresholds.py). The test split is never read.
+params.yaml (stages/lib/modeling/calibration.py). The test split is never read.
 
     python -m stages.calibrate --train data/processed/train.parquet \
         --best-params models/best_params.json --calibrator models/calibrator.joblib \
@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import read_json, save_object, write_json
 from stages.lib.core.params import load_params
+from stages.lib.data.sampling import sample_features
 from stages.lib.engines.base import open_engine
 from stages.lib.evaluation import images, plot_data
-from stages.lib.modeling.estimators import ChosenModel, training_rows
-from stages.lib.modeling.thresholds import calibrate_and_choose
+from stages.lib.modeling.calibration import calibrate_and_choose
+from stages.lib.modeling.estimators import ChosenModel, Recipe
 
 
 def main(argv: Sequence[str]) -> None:
@@ -35,9 +36,12 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
-    with open_engine(params.compute) as engine:
-        features, y = training_rows(engine, args.train, params, params.calibration.sample_size)
-        calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, chosen)
+    recipe = Recipe(params.model, params.resample, params.base.seed)
+    with open_engine(params.compute.engine) as engine:
+        features, y = sample_features(engine, args.train, params.calibration.sample_size, params.base.seed,
+                                      params.data.id_columns)
+        calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, recipe, params.calibration,
+                                                                    params.threshold, chosen)
     save_object(calibrator, args.calibrator)
     objective = params.threshold
     costs = ({"buyer_value": objective.buyer_value, "contact_cost": objective.contact_cost}

@@ -25,15 +25,17 @@ from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import load_object, read_json, write_json
 from stages.lib.core.params import load_params
 from stages.lib.core.tables import read_table
+from stages.lib.data import drift
+from stages.lib.data.sampling import read_labels, sample_features
 from stages.lib.data.synthetic import true_probabilities_of
 from stages.lib.engines.base import open_engine
 from stages.lib.evaluation import images, plot_data
 from stages.lib.evaluation.baselines import baseline_metrics, better_baselines_note, fit_baselines
 from stages.lib.evaluation.explanations import mean_absolute_contributions
-from stages.lib.evaluation.held_out import held_out_drift, read_labels, score_held_out
 from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
-from stages.lib.modeling.estimators import training_rows
 from stages.lib.modeling.ranking import Threshold, ranking_scores
+from stages.lib.scoring.batches import score_held_out
+from stages.lib.scoring.scorer import Scorer
 
 # Mean absolute contributions are averaged over at most this many test customers (a stratified sample).
 CONTRIBUTION_SAMPLE_ROWS = 100_000
@@ -59,19 +61,21 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     id_columns = params.data.id_columns
     check_test_labels(read_labels(args.test), args.test)  # before any work: a split without buyers measures nothing
-    model = load_object(args.model)
-    calibrator = load_object(args.calibrator)
     saved = read_json(args.threshold)  # the threshold, and with objective profit its costs
+    model, calibrator, preprocessor = (load_object(path) for path in (args.model, args.calibrator, args.preprocessor))
     threshold = Threshold.from_json(saved)
-    with open_engine(params.compute) as engine:
-        train_features, train_y = training_rows(engine, args.train, params, params.evaluate.baseline_sample_size)
-        fitted = fit_baselines(engine, train_features, train_y, params.base.seed, params.model)
-        scores = score_held_out(engine, args.test, model, calibrator, fitted, id_columns,
-                                engine.fit_threads(params.model, 1))
+    seed, threads = params.base.seed, params.model.threads
+    with open_engine(params.compute.engine) as engine:
+        train_features, train_y = sample_features(engine, args.train, params.evaluate.baseline_sample_size, seed,
+                                                  id_columns)
+        scorer = Scorer(preprocessor, model, calibrator, threshold, engine.fit_threads(threads, 1),
+                        baselines=fit_baselines(engine, train_features, train_y, seed, threads))
+        scores = score_held_out(engine, args.test, scorer, id_columns)
         # What the model leans on, customer by customer: on a stratified sample of the test split.
-        explained, _ = training_rows(engine, args.test, params, CONTRIBUTION_SAMPLE_ROWS)
-        contributions = mean_absolute_contributions(model, explained, engine.fit_threads(params.model, 1))
-        test_drift = held_out_drift(engine, args.test, load_object(args.preprocessor))
+        explained, _ = sample_features(engine, args.test, CONTRIBUTION_SAMPLE_ROWS, seed, id_columns)
+        contributions = mean_absolute_contributions(scorer.model, explained, scorer.threads)
+    reference = preprocessor.drift_reference
+    test_drift = drift.drift_table(reference, scores.drift).set_index("feature")["psi"]
     y, probability, raw = scores.y, scores.probability, scores.raw
     metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
     if saved.get("objective") == "profit":
@@ -96,7 +100,7 @@ def main(argv: Sequence[str]) -> None:
     write_json(contributions.to_dict(orient="records"), plots_dir / plot_data.CONTRIBUTIONS)
     top = contributions.head(TOP_CONTRIBUTIONS)
     metrics["top_contributions"] = dict(zip(top["feature"], top["mean_abs_contribution"]))
-    metrics["test_drift_psi"] = test_drift
+    metrics["test_drift_psi"] = {feature: float(test_drift[feature]) for feature in reference.names()}
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "

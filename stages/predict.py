@@ -38,27 +38,23 @@ parquet files out, one per partition, with the same rows and values as --engine 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from stages.lib.core.cli import run_stage, stage_parser
+from stages.lib.core.cores import usable_cores
 from stages.lib.core.errors import ArtifactError, DataError
 from stages.lib.core.files import write_json
-from stages.lib.core.params import ENGINES, ComputeParams
-from stages.lib.core.tables import is_directory_output, is_partitioned, table_format, write_partitioned, write_table
+from stages.lib.core.params_sections import AUTO, ENGINES
+from stages.lib.core.tables import is_directory_output, is_partitioned, table_format
 from stages.lib.data import drift
-from stages.lib.engines.base import open_engine, usable_cores
+from stages.lib.engines.base import open_engine
 from stages.lib.scoring.artifacts import find_lock
-from stages.lib.scoring.batches import (
-    BATCH_ROWS,
-    DEFAULT_MODELS_DIR,
-    input_batches,
-    load_scoring_model,
-    score_batches,
-    score_on_cluster,
-)
+from stages.lib.scoring.batches import BATCH_ROWS, score_table
+from stages.lib.scoring.scorer import DEFAULT_MODELS_DIR, load_scorer
 
 
 def main(argv: Sequence[str]) -> None:
@@ -76,11 +72,11 @@ def main(argv: Sequence[str]) -> None:
                         "in or above the model directory, else in or above the current directory)")
     parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
                         help=f"rows scored at a time (default: {BATCH_ROWS:,})")
-    parser.add_argument("--threads", type=int, default=usable_cores(),
-                        help="LightGBM prediction threads (local engine; on Dask, one per worker thread); "
-                             "scores do not depend on it "
-                             "(default: the cores this process may use, by CPU affinity and cgroup quota; "
-                             "threads wait passively unless OMP_WAIT_POLICY is set)")
+    parser.add_argument("--threads", type=_thread_count, default=AUTO,
+                        help="LightGBM prediction threads per batch; scores do not depend on it (default auto: "
+                             f"the cores this process may use, {usable_cores()} here, by CPU affinity and cgroup "
+                             "quota, or on Dask one per worker thread; threads wait passively unless "
+                             "OMP_WAIT_POLICY is set)")
     parser.add_argument("--explain", type=int, default=0, metavar="N",
                         help="add each customer's N strongest reasons (reason_1 ... and their contributions in "
                              "log-odds; default 0: none)")
@@ -96,8 +92,6 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     if args.batch_rows < 1:
         parser.error("--batch-rows must be at least 1")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
     if args.explain < 0:
         raise DataError(f"--explain {args.explain}: expected the number of reasons per customer, 0 or more "
                         "(0: none); e.g. --explain 3")
@@ -118,31 +112,15 @@ def main(argv: Sequence[str]) -> None:
             raise ArtifactError(f"{lock}: file not found; give the dvc.lock of the run that built the model")
     else:
         lock = find_lock(args.models, Path.cwd())
-    scoring = load_scoring_model(args.models, lock, args.threads, args.explain)
-    reference = scoring.preprocessor.drift_reference
-    if reference is None and args.drift_report:
-        raise ArtifactError(f"--drift-report: {Path(args.models) / 'preprocessor.joblib'} keeps no training "
-                            "distributions (it was saved before drift checks); rerun `dvc repro` to rebuild the "
-                            "model files, or leave out --drift-report")
-    id_columns = scoring.preprocessor.id_columns or []
-    if args.engine == "dask":
-        with open_engine(ComputeParams(engine="dask")) as engine:
-            summary = score_on_cluster(engine, args.input, scoring, id_columns, Path(args.output))
-    else:
-        # Categories are read as text in every chunk, so a chunk of numeric-looking codes reads like the rest.
-        batches = input_batches(args.input, args.batch_rows, scoring.preprocessor.categorical_columns)
-        scores, summary = score_batches(batches, scoring, id_columns, args.input)
-        (write_partitioned if to_directory else write_table)(scores, args.output)
+    scorer = load_scorer(args.models, lock, 1, args.explain)
+    with open_engine(args.engine) as engine:
+        summary = score_table(engine, args.input, args.output, scorer, args.threads, args.batch_rows)
     # Notes and warnings come after scoring, so a run that fails prints its one error line and nothing else.
     if summary.ignored:
         print(f"note: {args.input}: ignored {len(summary.ignored)} column(s) the model does not use: "
               f"{', '.join(map(str, summary.ignored))}", file=sys.stderr)
-    if reference is None:
-        print("note: drift: the preprocessor keeps no training distributions (saved before drift checks), so "
-              "new customers were not compared with the training data; rerun `dvc repro` to add them",
-              file=sys.stderr)
-    elif summary.drift is not None:
-        table = drift.drift_table(reference, summary.drift)
+    if summary.drift is not None:
+        table = drift.drift_table(scorer.preprocessor.drift_reference, summary.drift)
         warning = drift.warning_line(table, args.drift_threshold, summary.rows)
         if warning:
             print(warning, file=sys.stderr)
@@ -151,7 +129,15 @@ def main(argv: Sequence[str]) -> None:
     elif args.drift_report:
         write_json(drift.report(None, args.drift_threshold, summary.rows), args.drift_report)
     print(f"predict: scored {summary.rows:,} customers; {summary.flagged:,} will buy at threshold "
-          f"{scoring.threshold.probability:.4f}; wrote {args.output}")
+          f"{scorer.threshold.probability:.4f}; wrote {args.output}")
+
+
+def _thread_count(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads >= 1, or {AUTO}; got {text!r}")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     for output in (args.train, args.test):
         table_format(output)  # an unknown suffix fails now, not after the work
-    with open_engine(params.compute) as engine:
+    with open_engine(params.compute.engine) as engine:
         counts, preprocessor = preprocess_table(engine, args.input, params.data, params.preprocess, params.base.seed,
                                                 args.train, args.test)
     save_object(preprocessor, args.preprocessor)

@@ -30,7 +30,7 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     table_format(args.output)  # an unknown suffix fails now, not after the work
-    with open_engine(params.compute) as engine:
+    with open_engine(params.compute.engine) as engine:
         report = resample_split(engine, args.train, args.output, params.resample, params.base.seed,
                                 params.data.id_columns)
     write_json(report, args.metrics)

@@ -17,7 +17,7 @@ from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import atomic_path, read_json, save_object
 from stages.lib.core.params import load_params
 from stages.lib.engines.base import open_engine
-from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel, model_text, train_model
+from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel, Recipe, model_text, train_model
 
 
 def main(argv: Sequence[str]) -> None:
@@ -30,8 +30,9 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
-    with open_engine(params.compute) as engine:
-        model, rows = train_model(engine, args.train, params, chosen.params, chosen.family)
+    recipe = Recipe(params.model, params.resample, params.base.seed)
+    with open_engine(params.compute.engine) as engine:
+        model, rows = train_model(engine, args.train, recipe, params.data.id_columns, chosen.params, chosen.family)
     save_object(model, args.model)
     with atomic_path(args.model_text) as tmp:
         tmp.write_text(model_text(model))

@@ -19,9 +19,12 @@ from collections.abc import Sequence
 from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import write_json
 from stages.lib.core.params import load_params
+from stages.lib.data.sampling import sample_features
 from stages.lib.engines.base import open_engine
-from stages.lib.modeling.estimators import training_rows
-from stages.lib.modeling.search import LOGISTIC_REGRESSION, TuningProgress, choose_model, edge_warning, edges_hit
+from stages.lib.modeling.edges import edge_warning, edges_hit
+from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, Recipe
+from stages.lib.modeling.family import choose_model
+from stages.lib.modeling.progress import TuningProgress
 
 
 def main(argv: Sequence[str]) -> None:
@@ -35,9 +38,11 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     params = load_params(args.params)
     searches = params.model.family != LOGISTIC_REGRESSION
-    with open_engine(params.compute) as engine:
-        features, y = training_rows(engine, args.train, params, params.tune.sample_size)
-        choice = choose_model(engine, features, y, params,
+    recipe = Recipe(params.model, params.resample, params.base.seed)
+    with open_engine(params.compute.engine) as engine:
+        features, y = sample_features(engine, args.train, params.tune.sample_size, params.base.seed,
+                                      params.data.id_columns)
+        choice = choose_model(engine, features, y, recipe, params.tune,
                               TuningProgress(params.tune.n_iter, params.tune.scoring) if searches else None)
     metrics = {"family": choice.chosen.family, "scoring": params.tune.scoring, "cv_folds": params.tune.cv_folds,
                "rows": choice.rows}

@@ -24,8 +24,9 @@ from stages.lib.core.params import Params, parse_params
 from stages.lib.data.schema import split_features
 from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers
+from stages.lib.modeling.estimators import Recipe
 from stages.lib.modeling.resampling import resample_training
-from tests.helpers import customers_to_score, dvc, edited_params, git, new_repo, set_key
+from tests.helpers import customers_to_score, dvc, edited_params, git, new_repo, recipe_of, set_key
 
 # A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
 # (a stage, dvc, git, a signal to a child): each costs seconds of start-up, so the fast command skips them.
@@ -125,8 +126,14 @@ def true_probabilities(_generated) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def _splits(params, _generated):
-    return preprocess_customers(_generated[0].copy(), params.data, params.preprocess, params.base.seed)
+def recipe(params) -> Recipe:
+    """How the small params build every model (model.*, resample.*, base.seed)."""
+    return recipe_of(params)
+
+
+@pytest.fixture(scope="session")
+def _splits(engine, params, _generated):
+    return preprocess_customers(engine, _generated[0].copy(), params.data, params.preprocess, params.base.seed)
 
 
 @pytest.fixture
@@ -222,13 +229,13 @@ def fit_spy(monkeypatch) -> FitSpy:
 @pytest.fixture
 def read_spy(monkeypatch) -> Callable[[object], list[str]]:
     """read_spy(stage_module) -> the list of paths that module's read_table/read_json open, itself or
-    through the local engine (which reads every table a stage hands it) and held_out."""
+    through the local engine (which reads every table a stage hands it) and the split's label reader."""
+    from stages.lib.data import sampling
     from stages.lib.engines.local import engine as local
-    from stages.lib.evaluation import held_out
 
     def install(module) -> list[str]:
         opened: list[str] = []
-        for reader in (module, local, held_out):
+        for reader in (module, local, sampling):
             for name in ("read_table", "read_json"):
                 original = getattr(reader, name, None)
                 if original is None:

@@ -8,7 +8,7 @@
 - `child_env()`: the environment of a child process; `run`, `dvc`, `git`, `python_module`,
   `start_module`: run commands the way a user does, from a given directory.
 - `snapshot`, `temp_files`: prove that outputs were left as they were.
-- `own_customer_table()`, `OWN_TABLE_DATA`: a user's own 3,000-row export and the `data` params that read it.
+- `recipe_of(params)`: the Recipe a stage's main builds from its params.
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-
-if TYPE_CHECKING:
-    pass
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -82,6 +79,13 @@ DELETE = object()  # an edit that removes the key
 # params.yaml, dvc.lock, metrics/ or the user's own `.dvc` files: the tests bring their own.
 PROJECT_FILES = ("stages/", "dvc.yaml", ".dvc/config", ".dvc/.gitignore", ".dvc/plots/", ".dvcignore",
                  ".gitignore", "data/.gitignore", "models/.gitignore", "requirements.txt")
+
+
+def recipe_of(params):
+    """The Recipe a stage's main builds from its params: model.*, resample.* and base.seed."""
+    from stages.lib.modeling.estimators import Recipe
+
+    return Recipe(params.model, params.resample, params.base.seed)
 
 
 def set_key(raw: dict, dotted: str, value: Any) -> None:
@@ -236,8 +240,8 @@ def local_dask_engine(processes: bool):
 
 
 def scoring_files() -> tuple[str, ...]:
-    """The model files a teammate pulls to score (stages.lib.scoring.batches.MODEL_FILES)."""
-    from stages.lib.scoring.batches import MODEL_FILES
+    """The model files a teammate pulls to score (stages.lib.scoring.scorer.MODEL_FILES)."""
+    from stages.lib.scoring.scorer import MODEL_FILES
 
     return MODEL_FILES
 

@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.files import save_object, write_json
-from stages.lib.core.params import GenerateParams, parse_params
+from stages.lib.core.params import parse_params
+from stages.lib.core.params_sections import GenerateParams
 from stages.lib.core.tables import write_table
 from stages.lib.data.schema import LABEL
 from stages.lib.data.split import preprocess_customers
@@ -246,15 +247,16 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def customers() -> pd.DataFrame:
+def export() -> pd.DataFrame:
+    """This file's own customer export (more buyers than conftest's `customers`)."""
     frame, _ = generate_customers(GenerateParams(rows=ROWS, purchase_rate=0.05), seed=7)
     return frame
 
 
 @pytest.fixture(scope="module")
-def processed(customers) -> tuple[pd.DataFrame, pd.DataFrame]:
+def processed(engine, export) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = parse_params(edited_params({}))
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, export, params.data, params.preprocess, params.base.seed)
     return train, test
 
 
@@ -267,7 +269,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def runs(request, tmp_path_factory, customers, processed) -> dict[str, Run]:
+def runs(request, tmp_path_factory, export, processed) -> dict[str, Run]:
     """Build every selected case, run them all side by side, and record outputs before and after."""
     selected = {item.callspec.id for item in request.session.items
                 if item.originalname == "test_bad_input_fails_cleanly" and hasattr(item, "callspec")}
@@ -275,7 +277,7 @@ def runs(request, tmp_path_factory, customers, processed) -> dict[str, Run]:
     for case in CASES:
         if case.id not in selected:
             continue
-        workspace = Workspace(tmp_path_factory.mktemp(case.id), case.stage, customers, processed)
+        workspace = Workspace(tmp_path_factory.mktemp(case.id), case.stage, export, processed)
         case.build(workspace)
         outputs = workspace.outputs()
         # One output holds an earlier run's result (it must survive); the others do not exist.

@@ -10,13 +10,14 @@ from sklearn.metrics import brier_score_loss
 
 from stages import calibrate
 from stages.lib.core.errors import DataError
-from stages.lib.core.params import ThresholdParams
+from stages.lib.core.params_sections import ThresholdParams
 from stages.lib.core.tables import write_table
+from stages.lib.modeling.calibration import calibrate_and_choose
 from stages.lib.modeling.calibrator import ProbabilityCalibrator
 from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel
 from stages.lib.modeling.ranking import Threshold
-from stages.lib.modeling.thresholds import calibrate_and_choose, choose_threshold, threshold_curve
-from tests.helpers import write_params
+from stages.lib.modeling.thresholds import choose_threshold, threshold_curve
+from tests.helpers import recipe_of, write_params
 
 #   t     0.95  0.9   0.8   0.7   0.6   0.5   0.4   0.3   0.2   0.1
 #   TP    1     2     2     3     3     3     4     4     4     4
@@ -148,7 +149,8 @@ def test_no_calibration_is_the_identity():
 def test_calibrate_and_choose_on_out_of_fold_predictions(engine, params, train_xy):
     features, y = train_xy
     best = ChosenModel(LIGHTGBM, {"learning_rate": 0.1, "num_leaves": 15})
-    calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, params, best)
+    calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, recipe_of(params),
+                                                                params.calibration, params.threshold, best)
     assert report["rows"] == len(y)
     assert threshold.raw is None  # the F1 objective decides on the calibrated probability alone
     assert threshold.probability in set(curve["threshold"])

@@ -6,9 +6,8 @@ import os
 
 import pytest
 
+from stages.lib.core import cores
 from stages.lib.core.errors import ParamsError
-from stages.lib.core.params import ModelParams
-from stages.lib.engines import base
 from stages.lib.engines.local.engine import LocalEngine
 from tests.helpers import PYTHON, REPO_ROOT, run
 
@@ -29,13 +28,13 @@ def test_cgroup_v2_quota_is_the_tightest_on_the_way_up(tmp_path):
     root = tmp_path / "cgroup"
     proc = write_cgroup_v2(root, "/user.slice/job", {"/": "max 100000", "/user.slice": "300000 100000",
                                                      "/user.slice/job": "150000 100000"})
-    assert base.cgroup_cpu_limit(root, proc) == 1.5
+    assert cores.cgroup_cpu_limit(root, proc) == 1.5
 
 
 def test_cgroup_v2_without_a_quota_is_unlimited(tmp_path):
     root = tmp_path / "cgroup"
     proc = write_cgroup_v2(root, "/", {"/": "max 100000"})
-    assert base.cgroup_cpu_limit(root, proc) is None
+    assert cores.cgroup_cpu_limit(root, proc) is None
 
 
 def test_cgroup_v1_cfs_quota(tmp_path):
@@ -43,33 +42,33 @@ def test_cgroup_v1_cfs_quota(tmp_path):
     (root / "cpu,cpuacct").mkdir(parents=True)
     (root / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("250000\n")
     (root / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
-    assert base.cgroup_cpu_limit(root, tmp_path / "absent") == 2.5
+    assert cores.cgroup_cpu_limit(root, tmp_path / "absent") == 2.5
     (root / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("-1\n")
-    assert base.cgroup_cpu_limit(root, tmp_path / "absent") is None
+    assert cores.cgroup_cpu_limit(root, tmp_path / "absent") is None
 
 
 @pytest.mark.parametrize("affinity, quota, expected", [(8, None, 8), (8, 2.5, 2), (8, 0.5, 1), (2, 16.0, 2)])
 def test_usable_cores_is_the_affinity_capped_by_the_quota(monkeypatch, affinity, quota, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
-    monkeypatch.setattr(base, "cgroup_cpu_limit", lambda: quota)
-    assert base.usable_cores() == expected
+    monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: quota)
+    assert cores.usable_cores() == expected
 
 
 def test_usable_cores_on_this_machine_is_within_its_cpus():
-    assert 1 <= base.usable_cores() <= (os.cpu_count() or 1)
+    assert 1 <= cores.usable_cores() <= (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("value, workers", [("", None), ("3", 3), ("1", 1)])
 def test_propensity_workers_sets_the_local_engines_cores(monkeypatch, value, workers):
-    monkeypatch.setenv(base.WORKERS_ENV, value)
-    assert base.local_workers() == (workers if workers is not None else base.usable_cores())
+    monkeypatch.setenv(cores.WORKERS_ENV, value)
+    assert cores.local_workers() == (workers if workers is not None else cores.usable_cores())
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_propensity_workers_is_one_clear_error(monkeypatch, value):
-    monkeypatch.setenv(base.WORKERS_ENV, value)
+    monkeypatch.setenv(cores.WORKERS_ENV, value)
     with pytest.raises(ParamsError, match=r"PROPENSITY_WORKERS=.*expected a whole number .* >= 1; unset it"):
-        base.local_workers()
+        cores.local_workers()
 
 
 @pytest.mark.parametrize("workers, fits, jobs", [
@@ -88,15 +87,13 @@ def test_the_local_engine_runs_a_batch_of_fits_side_by_side(workers, fits, jobs)
     ("auto", 16, 3, 5), ("auto", 16, 1, 16), ("auto", 2, 3, 1), ("auto", 1, 1, 1), (2, 16, 3, 2), (1, 16, 1, 1),
 ])
 def test_auto_threads_share_the_cores_among_the_fits_running_at_once(threads, workers, fits, per_fit):
-    model = ModelParams(n_estimators=10, threads=threads)
-    assert LocalEngine(workers).fit_threads(model, fits) == per_fit
+    assert LocalEngine(workers).fit_threads(threads, fits) == per_fit
 
 
 def test_a_local_stage_never_imports_dask():
     # The local engine is opened by name; dask and distributed stay unimported (and out of dvc.yaml's deps).
     probe = ("import sys\nfrom stages.lib.engines.base import open_engine\n"
-             "from stages.lib.core.params import ComputeParams\n"
-             "with open_engine(ComputeParams(engine='local')) as engine:\n    print(engine.name, engine.workers)\n"
+             "with open_engine('local') as engine:\n    print(engine.name, engine.workers)\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     lines = run([PYTHON, "-c", probe], REPO_ROOT).stdout.splitlines()
     assert lines[0].startswith("local ") and lines[1] == "[]"

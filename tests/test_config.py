@@ -9,7 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from stages.lib.core.errors import ParamsError
-from stages.lib.core.params import Dimension, Params, load_params, parse_params
+from stages.lib.core.params import Params, load_params, parse_params
+from stages.lib.core.params_sections import Dimension
 from tests.helpers import REPO_ROOT, write_params
 
 
@@ -270,3 +271,10 @@ def test_dvc_set_param_on_a_commented_list_makes_params_yaml_unreadable_and_the_
     with pytest.raises(ParamsError) as error:
         load_params(path)
     assert "not valid YAML at line" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_n_points_must_be_positive(raw_params):
+    raw = raw_params
+    raw["tune"]["n_points"] = 0
+    with pytest.raises(ParamsError, match="tune.n_points"):
+        parse_params(raw)

@@ -26,6 +26,7 @@ from tests.helpers import (
     new_repo,
     output_md5s,
     python_module,
+    recipe_of,
     running_cluster,
 )
 
@@ -49,7 +50,7 @@ def process_engine():
 def test_training_on_dask_gives_the_same_model_every_time(engine, params, train_table, process_engine, tmp_path):
     folder = parquet_parts_of(train_table, tmp_path / "train.parquet", 3)
     best = {"learning_rate": 0.05, "num_leaves": 16}
-    fits = [train_model(process_engine, folder, params, best) for _ in range(2)]
+    fits = [train_model(process_engine, folder, recipe_of(params), params.data.id_columns, best) for _ in range(2)]
     assert fits[0][1] == fits[1][1] == len(train_table)
     model = fits[0][0]
     assert isinstance(model, LGBMClassifier)
@@ -57,7 +58,7 @@ def test_training_on_dask_gives_the_same_model_every_time(engine, params, train_
     assert list(vars(model)) == sorted(vars(model))  # and in every process, whatever its string hashing
     text = model.booster_.model_to_string()
     assert "[machines: " not in text and "[local_listen_port: " not in text  # no run's ports in model.txt
-    local, _ = train_model(engine, train_table, params, best)
+    local, _ = train_model(engine, train_table, recipe_of(params), params.data.id_columns, best)
     assert model.feature_name_ == local.feature_name_
     assert model.booster_.pandas_categorical == local.booster_.pandas_categorical
 
@@ -76,11 +77,12 @@ def test_a_model_trained_on_dask_ranks_as_well_as_the_local_one(engine, params, 
         "model": params.model.model_copy(update={"n_estimators": 300}),
     })
     customers, _ = generate_customers(params.generate, params.base.seed)
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     test_features, test_y = split_features(test, params.data.id_columns)
     best = {"learning_rate": 0.02, "num_leaves": 8, "min_child_samples": 100, "colsample_bytree": 0.6}
-    local, _ = train_model(engine, train, params, best)
-    on_dask, rows = train_model(process_engine, parquet_parts_of(train, tmp_path / "train.parquet", 5), params, best)
+    local, _ = train_model(engine, train, recipe_of(params), params.data.id_columns, best)
+    on_dask, rows = train_model(process_engine, parquet_parts_of(train, tmp_path / "train.parquet", 5),
+                                recipe_of(params), params.data.id_columns, best)
     assert rows == len(train) and on_dask.booster_.num_trees() == 300
     scores = [average_precision_score(test_y, model.predict_proba(test_features)[:, 1]) for model in (local, on_dask)]
     assert abs(scores[1] - scores[0]) <= 0.02, scores

@@ -151,13 +151,15 @@ def test_an_unreachable_scheduler_is_one_line_not_a_hang(dask_train):
 def test_the_wait_for_a_scheduler_that_does_not_answer_is_the_connect_timeout(monkeypatch, listening):
     """In-process, so the bound is the engine's own wait and not the interpreter's start-up, which
     a loaded machine stretches."""
+    from stages.lib.core.errors import ClusterError
+    from stages.lib.engines.dask import cluster
     from stages.lib.engines.dask import engine as dask_engine
 
-    limit = dask.utils.parse_timedelta(dask_engine.CONNECT_TIMEOUT)
+    limit = dask.utils.parse_timedelta(cluster.CONNECT_TIMEOUT)
     with silent_listener() if listening else contextlib.nullcontext(f"tcp://127.0.0.1:{free_port()}") as address:
         monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
         started = time.monotonic()
-        with pytest.raises(dask_engine.ClusterError, match="cannot reach the Dask scheduler"):
+        with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
             with dask_engine.start():
                 pass
         waited = time.monotonic() - started

@@ -8,11 +8,12 @@ import pytest
 
 from stages.lib.data import drift
 from stages.lib.data.preprocessor import CustomerPreprocessor
-from stages.lib.evaluation.held_out import held_out_drift
 from stages.lib.modeling.calibrator import ProbabilityCalibrator
 from stages.lib.modeling.estimators import LIGHTGBM, train_model
 from stages.lib.modeling.ranking import Threshold
-from stages.lib.scoring.batches import ScoringModel, score_batches
+from stages.lib.scoring.batches import PROBABILITY, score_table
+from stages.lib.scoring.scorer import Scorer
+from tests.helpers import recipe_of
 
 
 def _raw_rows(customers: pd.DataFrame, split: pd.DataFrame, params) -> pd.DataFrame:
@@ -113,27 +114,21 @@ def test_the_processed_test_split_counts_as_its_raw_rows(preprocessor, customers
         if feature in preprocessor.numeric_columns and feature not in preprocessor.indicator_columns_:
             continue  # no indicator: a missing value is its median once processed (documented)
         np.testing.assert_array_equal(processed[feature], raw[feature], err_msg=feature)
-    path = tmp_path / "test.parquet"
-    test_table.to_parquet(path, index=False)
-    recorded = held_out_drift(engine, path, preprocessor)
-    assert list(recorded) == preprocessor.input_columns
-    assert max(recorded.values()) < drift.DEFAULT_THRESHOLD
+    table = drift.drift_table(preprocessor.drift_reference, processed)
+    assert sorted(table["feature"]) == sorted(preprocessor.input_columns)
+    assert table["psi"].max() < drift.DEFAULT_THRESHOLD
 
 
 def test_scoring_counts_every_row_and_never_changes_a_score(preprocessor, customers, params, resampled_table,
-                                                            engine):
-    model = train_model(engine, resampled_table, params, {"num_leaves": 8}, LIGHTGBM)[0]
-    scoring = ScoringModel(preprocessor, model, ProbabilityCalibrator("none").fit(None, None),
-                           Threshold(probability=0.5))
-    batches = [customers.iloc[rows] for rows in np.array_split(np.arange(len(customers)), 3)]
-    scores, summary = score_batches(batches, scoring, params.data.id_columns, "customers")
+                                                            engine, tmp_path):
+    model = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, {"num_leaves": 8},
+                        LIGHTGBM)[0]
+    scorer = Scorer(preprocessor, model, ProbabilityCalibrator("none").fit(None, None), Threshold(probability=0.5))
+    path = tmp_path / "customers.parquet"
+    customers.to_parquet(path, index=False)
+    summary = score_table(engine, path, tmp_path / "scores.parquet", scorer, 1, batch_rows=1000)
     assert all(int(counts.sum()) == len(customers) for counts in summary.drift.values())
-
-    without = CustomerPreprocessor(preprocessor.numeric_columns, preprocessor.categorical_columns,
-                                   preprocessor.rare_category_min_count, preprocessor.id_columns)
-    without.__dict__.update({k: v for k, v in preprocessor.__dict__.items() if k != "drift_reference_"})
-    assert without.drift_reference is None  # a preprocessor saved before drift checks
-    unchecked, summary = score_batches(batches, ScoringModel(without, model, scoring.calibrator, scoring.threshold),
-                                       params.data.id_columns, "customers")
-    assert summary.drift is None
-    pd.testing.assert_frame_equal(unchecked, scores)
+    # The scores are the model's on the transformed rows, whatever the counting did beside them.
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    np.testing.assert_array_equal(scores[PROBABILITY].to_numpy(),
+                                  model.predict_proba(preprocessor.transform(customers))[:, 1])

@@ -24,13 +24,17 @@ from stages.lib.data.examples import parquet_parts_of
 from stages.lib.data.schema import LABEL, split_features
 from stages.lib.engines.dask.engine import DaskEngine
 from stages.lib.engines.local.engine import LocalEngine
-from stages.lib.evaluation.baselines import baseline_scores, fit_baselines
-from stages.lib.evaluation.held_out import score_held_out
+from stages.lib.evaluation.baselines import fit_baselines
 from stages.lib.modeling.calibrator import ProbabilityCalibrator
-from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, model_text, out_of_fold_scores, train_model
+from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, model_text, train_model
+from stages.lib.modeling.family import choose_model
+from stages.lib.modeling.folds import out_of_fold_scores
+from stages.lib.modeling.ranking import Threshold
 from stages.lib.modeling.resampling import resample_split
-from stages.lib.modeling.search import choose_model, tune_hyperparameters
-from tests.helpers import local_dask_engine
+from stages.lib.modeling.search import tune_hyperparameters
+from stages.lib.scoring.batches import score_held_out
+from stages.lib.scoring.scorer import Scorer
+from tests.helpers import local_dask_engine, recipe_of
 
 pytestmark = pytest.mark.dask
 
@@ -69,11 +73,11 @@ def test_both_engines_split_and_preprocess_alike_however_the_table_is_cut(custom
     assert len(list((tmp_path / "dask" / "train.parquet").iterdir())) == parts
 
 
-def test_repeated_ids_keep_their_first_row_across_partitions(customers, params, dask_engine, tmp_path, capsys):
+def test_repeated_ids_keep_their_first_row_across_partitions(engine, customers, params, dask_engine, tmp_path, capsys):
     # 30 customers appear again at the end of the table (in another partition), with other values.
     repeats = customers.head(30).assign(age=999.0)
     table = pd.concat([customers, repeats], ignore_index=True)
-    local = split.preprocess_customers(table, params.data, params.preprocess, params.base.seed)
+    local = split.preprocess_customers(engine, table, params.data, params.preprocess, params.base.seed)
     assert "dropped 30 rows" in capsys.readouterr().err
     parts = parquet_parts_of(table, tmp_path / "parts", 3)
     _, train, test = preprocessed(dask_engine, parts, params, tmp_path / "dask")
@@ -84,7 +88,7 @@ def test_repeated_ids_keep_their_first_row_across_partitions(customers, params, 
     pd.testing.assert_frame_equal(train, local[0])
 
 
-def test_the_medians_are_exact_for_any_values(params, dask_engine, tmp_path):
+def test_the_medians_are_exact_for_any_values(engine, params, dask_engine, tmp_path):
     rng = np.random.default_rng(3)
     rows = 1001
     columns = {
@@ -99,7 +103,7 @@ def test_the_medians_are_exact_for_any_values(params, dask_engine, tmp_path):
     frame.loc[0, "nothing_in_training"] = 5.0  # one value, so the column is not empty; it may fall in training
     data = params.data.model_copy(update={"categorical_columns": ["level"]})
     params = params.model_copy(update={"data": data})
-    local = split.preprocess_customers(frame, data, params.preprocess, params.base.seed)
+    local = split.preprocess_customers(engine, frame, data, params.preprocess, params.base.seed)
     training = frame[frame[ID].isin(local[0][ID])]
     expected = {c: float(training[c].median()) for c in columns}
     on_dask, _, _ = preprocessed(dask_engine, parquet_parts_of(frame, tmp_path / "parts", 4), params, tmp_path / "dask")
@@ -159,8 +163,8 @@ def test_the_search_is_the_same_on_either_engine(params_with, train_xy, dask_eng
     # BayesSearchCV's cross-validation fits through joblib's Dask backend: the same search, bit for bit.
     features, y = train_xy
     params = params_with(tune__n_iter=3, tune__n_points=2)
-    local = tune_hyperparameters(LocalEngine(2), features, y, params)
-    on_dask = tune_hyperparameters(dask_engine, features, y, params)
+    local = tune_hyperparameters(LocalEngine(2), features, y, recipe_of(params), params.tune)
+    on_dask = tune_hyperparameters(dask_engine, features, y, recipe_of(params), params.tune)
     assert (on_dask.best_params, on_dask.best_score, on_dask.trace, on_dask.rows) == \
         (local.best_params, local.best_score, local.trace, local.rows)
 
@@ -169,39 +173,46 @@ def test_the_family_choice_is_the_same_on_either_engine(params_with, train_xy, d
     # model.family auto: the search, the logistic regression's grid and the fresh-fold comparison.
     features, y = train_xy
     params = params_with(model__family="auto", tune__n_iter=2)
-    assert choose_model(dask_engine, features, y, params) == choose_model(LocalEngine(2), features, y, params)
+    on_dask = choose_model(dask_engine, features, y, recipe_of(params), params.tune)
+    assert on_dask == choose_model(LocalEngine(2), features, y, recipe_of(params), params.tune)
 
 
 def test_a_logistic_regression_is_the_same_trained_on_either_engine(engine, params, resampled_table, dask_engine,
                                                                    tmp_path):
     parts = parquet_parts_of(resampled_table, tmp_path / "train", 3)
-    local, rows = train_model(engine, resampled_table, params, {"C": 0.1}, LOGISTIC_REGRESSION)
-    on_dask, dask_rows = train_model(dask_engine, parts, params, {"C": 0.1}, LOGISTIC_REGRESSION)
+    local, rows = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, {"C": 0.1},
+                              LOGISTIC_REGRESSION)
+    on_dask, dask_rows = train_model(dask_engine, parts, recipe_of(params), params.data.id_columns, {"C": 0.1},
+                                     LOGISTIC_REGRESSION)
     assert rows == dask_rows and model_text(on_dask) == model_text(local)
 
 
 def test_out_of_fold_scores_and_baselines_are_the_same_on_either_engine(params, train_xy, dask_engine):
     features, y = train_xy
     best = {"learning_rate": 0.1, "num_leaves": 15}
-    np.testing.assert_array_equal(out_of_fold_scores(dask_engine, features, y, params, best),
-                                  out_of_fold_scores(LocalEngine(2), features, y, params, best))
-    local = fit_baselines(LocalEngine(2), features, y, 42, params.model)
-    on_dask = fit_baselines(dask_engine, features, y, 42, params.model)
-    for name, scores in baseline_scores(local, features).items():
-        np.testing.assert_array_equal(baseline_scores(on_dask, features)[name], scores)
+    np.testing.assert_array_equal(out_of_fold_scores(dask_engine, features, y, recipe_of(params),
+                                                     params.calibration.cv_folds, best),
+                                  out_of_fold_scores(LocalEngine(2), features, y, recipe_of(params),
+                                                     params.calibration.cv_folds, best))
+    local = fit_baselines(LocalEngine(2), features, y, 42, params.model.threads)
+    on_dask = fit_baselines(dask_engine, features, y, 42, params.model.threads)
+    for name, model in local.items():
+        np.testing.assert_array_equal(on_dask[name].predict_proba(features), model.predict_proba(features))
 
 
 def test_the_test_split_is_scored_alike_partition_by_partition(engine, params, train_table, test_table,
-                                                              dask_engine, tmp_path):
-    model, _ = train_model(engine, train_table, params, {"num_leaves": 8})
+                                                              preprocessor, dask_engine, tmp_path):
+    model, _ = train_model(engine, train_table, recipe_of(params), params.data.id_columns, {"num_leaves": 8})
     features, y = split_features(train_table, [ID])
     calibrator = ProbabilityCalibrator("isotonic").fit(model.predict_proba(features)[:, 1], y)
-    baselines = fit_baselines(engine, features, y, 42, params.model)
+    baselines = fit_baselines(engine, features, y, 42, params.model.threads)
     whole = tmp_path / "test.parquet"
     test_table.to_parquet(whole, index=False)
-    local = score_held_out(LocalEngine(1), whole, model, calibrator, baselines, [ID])
-    on_dask = score_held_out(dask_engine, parquet_parts_of(test_table, tmp_path / "test", 3), model, calibrator,
-                             baselines, [ID])
+    scorer = Scorer(preprocessor, model, calibrator, Threshold(0.5), baselines=baselines)
+    local = score_held_out(LocalEngine(1), whole, scorer, [ID])
+    on_dask = score_held_out(dask_engine, parquet_parts_of(test_table, tmp_path / "test", 3), scorer, [ID])
+    for feature, counts in local.drift.items():
+        np.testing.assert_array_equal(on_dask.drift[feature], counts)
     for name in ("y", "probability", "raw"):
         np.testing.assert_array_equal(getattr(on_dask, name), getattr(local, name))
     pd.testing.assert_frame_equal(on_dask.ids, local.ids)

@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score
 
 from stages import evaluate
 from stages.lib.core.files import save_object, write_json
-from stages.lib.core.params import EvaluateParams
+from stages.lib.core.params_sections import EvaluateParams
 from stages.lib.core.tables import write_table
 from stages.lib.data import drift
 from stages.lib.data.schema import LABEL, split_features
@@ -25,7 +25,7 @@ from stages.lib.evaluation.metrics import decision_metrics, evaluate_scores, ide
 from stages.lib.modeling.calibrator import ProbabilityCalibrator
 from stages.lib.modeling.estimators import train_model
 from stages.lib.modeling.ranking import Threshold
-from tests.helpers import write_params
+from tests.helpers import recipe_of, write_params
 
 FLAT_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
              "tp", "fp", "tn", "fn", "threshold"}
@@ -116,7 +116,7 @@ RANKING_KEYS = ("roc_auc", "average_precision", "precision_at_k", "lift_at_top",
 
 @pytest.mark.parametrize("method", ["none", "sigmoid", "isotonic"])
 def test_calibration_never_changes_a_ranking_number(engine, params, resampled_table, train_table, test_table, method):
-    model, _ = train_model(engine, resampled_table, params, {"num_leaves": 15})
+    model, _ = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, {"num_leaves": 15})
     fit_x, fit_y = split_features(train_table, params.data.id_columns)
     calibrator = ProbabilityCalibrator(method).fit(model.predict_proba(fit_x)[:, 1], fit_y)
     test_x, test_y = split_features(test_table, params.data.id_columns)
@@ -140,7 +140,8 @@ def test_calibration_never_changes_a_ranking_number(engine, params, resampled_ta
 def evaluate_inputs(tmp_path_factory, engine, params, small_raw, _resampled, _splits, _generated, preprocessor):
     """Artifacts evaluate reads, written once; returns a function that runs it (into a folder of its own)."""
     folder = tmp_path_factory.mktemp("evaluate-inputs")
-    save_object(train_model(engine, _resampled[0].copy(), params, {"num_leaves": 15})[0], folder / "model.joblib")
+    save_object(train_model(engine, _resampled[0].copy(), recipe_of(params), params.data.id_columns,
+                            {"num_leaves": 15})[0], folder / "model.joblib")
     save_object(ProbabilityCalibrator("none").fit(None, None), folder / "calibrator.joblib")
     save_object(preprocessor, folder / "preprocessor.joblib")
     write_json({"threshold": 0.5}, folder / "threshold.json")
@@ -240,17 +241,17 @@ def test_the_logistic_baseline_is_near_ideal_on_the_linear_truth(engine):
     from stages.lib.core.params import parse_params
     from stages.lib.data.split import preprocess_customers
     from stages.lib.data.synthetic import generate_customers
-    from stages.lib.evaluation.baselines import baseline_metrics, baseline_scores, fit_baselines
+    from stages.lib.evaluation.baselines import baseline_metrics, fit_baselines
     from tests.helpers import edited_params
 
     # 60,000 customers: at 20,000 one split in four leaves the estimate 0.91 of ideal (12,000 test customers here).
     params = parse_params(edited_params({"generate.rows": 60000, "generate.truth": "linear"}))
     customers, truth = generate_customers(params.generate, params.base.seed)
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     features, y = split_features(train, params.data.id_columns)
     test_features, test_y = split_features(test, params.data.id_columns)
-    fitted = fit_baselines(engine, features, y, params.base.seed, params.model)
-    scores = baseline_scores(fitted, test_features)
+    fitted = fit_baselines(engine, features, y, params.base.seed, params.model.threads)
+    scores = {name: model.predict_proba(test_features)[:, 1] for name, model in fitted.items()}
     numbers = baseline_metrics(scores, test_y, 0.1, scores["default_lightgbm"], params.base.seed)
     ideal = test[["customer_id"]].merge(truth, on="customer_id")["true_probability"].to_numpy()
     assert numbers["logistic_regression"]["average_precision"] >= 0.95 * average_precision_score(test_y, ideal)
@@ -272,7 +273,8 @@ def test_evaluate_prints_the_note_when_a_baseline_wins(evaluate_inputs, tmp_path
     # A model trained on shuffled labels ranks no better than chance; both baselines beat it.
     labels = np.random.default_rng(0).permutation(train_table[LABEL].to_numpy())
     shuffled = train_table.assign(**{LABEL: labels})
-    save_object(train_model(engine, shuffled, params, {"num_leaves": 4})[0], tmp_path / "model.joblib")
+    save_object(train_model(engine, shuffled, recipe_of(params), params.data.id_columns, {"num_leaves": 4})[0],
+                tmp_path / "model.joblib")
     metrics = evaluate_inputs(model=tmp_path / "model.joblib")
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("note: ")]

@@ -15,6 +15,7 @@ from stages.lib.evaluation.explanations import (
     reason_codes,
 )
 from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, train_model
+from tests.helpers import recipe_of
 
 
 @pytest.fixture(scope="module", params=[LIGHTGBM, LOGISTIC_REGRESSION])
@@ -22,7 +23,8 @@ def fitted(request, params, _resampled):
     from stages.lib.engines.local.engine import LocalEngine
 
     tuned = {"num_leaves": 8} if request.param == LIGHTGBM else {"C": 0.1}
-    return train_model(LocalEngine(1), _resampled[0].copy(), params, tuned, request.param)[0]
+    return train_model(LocalEngine(1), _resampled[0].copy(), recipe_of(params), params.data.id_columns, tuned,
+                       request.param)[0]
 
 
 def test_contributions_and_bias_add_up_to_the_log_odds_of_every_row(fitted, test_table):

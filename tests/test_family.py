@@ -12,17 +12,18 @@ from stages.lib.core.errors import ArtifactError
 from stages.lib.data.examples import three_column_table
 from stages.lib.data.schema import LABEL
 from stages.lib.evaluation import plot_data
+from stages.lib.modeling.calibration import calibrate_and_choose
 from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, model_text, train_model
-from stages.lib.modeling.linear import INTERCEPT, coefficients
-from stages.lib.modeling.search import (
+from stages.lib.modeling.family import (
     COMPARISON_FOLDS,
     COMPARISON_REPEATS,
     FamilyComparison,
     choose_model,
     comparison_seed,
 )
-from stages.lib.modeling.thresholds import calibrate_and_choose
-from stages.lib.scoring.batches import score_features
+from stages.lib.modeling.linear import INTERCEPT, coefficients
+from stages.lib.scoring.scorer import Scorer
+from tests.helpers import recipe_of
 
 # Enough search and trees for LightGBM to show what it can do on a few thousand rows, in seconds.
 CHOOSING = {"model__family": "auto", "resample__method": "none", "tune__n_iter": 4, "tune__cv_folds": 3,
@@ -55,7 +56,8 @@ def test_lightgbm_ships_only_when_it_wins_by_more_than_one_standard_error(lightg
 def test_auto_ships_the_logistic_regression_when_the_log_odds_are_linear(engine, params_with):
     table = three_column_table(4000)
     features, y = table[["visits", "noise_a", "noise_b"]], table["purchased"].to_numpy()
-    choice = choose_model(engine, features, y, params_with(**CHOOSING))
+    params = params_with(**CHOOSING)
+    choice = choose_model(engine, features, y, recipe_of(params), params.tune)
     assert choice.chosen == ChosenModel(LOGISTIC_REGRESSION, {"C": choice.linear.C})
     assert choice.comparison.difference <= choice.comparison.standard_error
     assert len(choice.comparison.lightgbm) == len(choice.comparison.logistic_regression) \
@@ -64,7 +66,8 @@ def test_auto_ships_the_logistic_regression_when_the_log_odds_are_linear(engine,
 
 def test_auto_ships_lightgbm_when_no_line_separates_the_buyers(engine, params_with):
     features, y = interaction_table()
-    choice = choose_model(engine, features, y, params_with(**CHOOSING))
+    params = params_with(**CHOOSING)
+    choice = choose_model(engine, features, y, recipe_of(params), params.tune)
     assert choice.chosen == ChosenModel(LIGHTGBM, choice.search.best_params)
     assert choice.comparison.difference > choice.comparison.standard_error > 0
 
@@ -78,7 +81,8 @@ def test_the_comparison_is_on_fresh_folds_not_the_searchs(params):
 @pytest.mark.parametrize("family", [LIGHTGBM, LOGISTIC_REGRESSION])
 def test_a_family_set_by_hand_is_the_only_one_tuned(engine, params_with, train_xy, family):
     features, y = train_xy
-    choice = choose_model(engine, features, y, params_with(model__family=family))
+    params = params_with(model__family=family)
+    choice = choose_model(engine, features, y, recipe_of(params), params.tune)
     assert choice.chosen.family == family and choice.comparison is None
     assert (choice.search is None) == (family == LOGISTIC_REGRESSION)
     assert (choice.linear is None) == (family == LIGHTGBM)
@@ -97,9 +101,11 @@ def test_a_logistic_regression_calibrates_trains_explains_and_scores(engine, par
                                                                      test_table):
     features, y = train_xy
     chosen = ChosenModel(LOGISTIC_REGRESSION, {"C": 0.1})
-    calibrator, threshold, report, _ = calibrate_and_choose(engine, features, y, params, chosen)
+    calibrator, threshold, report, _ = calibrate_and_choose(engine, features, y, recipe_of(params), params.calibration,
+                                                            params.threshold, chosen)
     assert 0 < threshold.probability < 1 and report["oof_average_precision"] > y.mean()
-    model, rows = train_model(engine, resampled_table, params, chosen.params, chosen.family)
+    model, rows = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, chosen.params,
+                              chosen.family)
     assert rows == len(resampled_table) and not isinstance(model, LGBMClassifier)
     assert model.named_steps["classifier"].C == 0.1
     table = coefficients(model)
@@ -111,7 +117,7 @@ def test_a_logistic_regression_calibrates_trains_explains_and_scores(engine, par
     assert set(importance["feature"]) == set(table["term"].iloc[1:]) and "coefficient" in measure
     assert importance["importance"].is_monotonic_decreasing
     test_features = test_table.drop(columns=["customer_id", LABEL])
-    probability, raw = score_features(test_features, model, calibrator, threads=4)
+    probability, raw = Scorer(None, model, calibrator, threshold, threads=4).scores_of(test_features)
     np.testing.assert_array_equal(raw, model.predict_proba(test_features)[:, 1])
     assert probability.shape == raw.shape and np.all((probability >= 0) & (probability <= 1))
 
@@ -121,13 +127,14 @@ def test_a_logistic_regression_is_the_same_bits_with_any_blas_threads(params, re
     fits = []
     for threads in (1, 2):
         with threadpool_limits(limits=threads, user_api="blas"):
-            model, _ = train_model(engine, resampled_table, params, {"C": 0.3}, LOGISTIC_REGRESSION)
+            model, _ = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, {"C": 0.3},
+                                   LOGISTIC_REGRESSION)
             fits.append((model_text(model), model.predict_proba(test_features)[:, 1].tobytes()))
     assert fits[0] == fits[1]
 
 
 def test_a_lightgbm_model_text_loads_as_the_same_model(engine, params, resampled_table, test_table):
-    model, _ = train_model(engine, resampled_table, params, {"num_leaves": 8})
+    model, _ = train_model(engine, resampled_table, recipe_of(params), params.data.id_columns, {"num_leaves": 8})
     test_features = test_table.drop(columns=["customer_id", LABEL])
     np.testing.assert_array_equal(Booster(model_str=model_text(model)).predict(test_features),
                                   model.predict_proba(test_features)[:, 1])

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from stages.lib.core.params import GenerateParams
+from stages.lib.core.params_sections import GenerateParams
 from stages.lib.data.synthetic import ID_COLUMN, PROBABILITY_COLUMN, TARGET_COLUMN, generate_customers
+from tests.helpers import recipe_of
 
 ROWS = 5000
 
@@ -134,8 +135,9 @@ def test_lightgbm_comes_close_to_the_ideal_scorer_under_either_truth(engine, tru
     params = parse_params(edited_params({"generate.rows": 60000, "generate.truth": truth,
                                          "resample.method": "none", "model.n_estimators": 300}))
     customers, truth_table = generate_customers(params.generate, params.base.seed)
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
-    model, _ = train_model(engine, train, params, {"learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 100})
+    train, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
+    tuned = {"learning_rate": 0.03, "num_leaves": 8, "min_child_samples": 100}
+    model, _ = train_model(engine, train, recipe_of(params), params.data.id_columns, tuned)
     test_features, test_y = split_features(test, params.data.id_columns)
     ideal = test[[ID_COLUMN]].merge(truth_table, on=ID_COLUMN)[PROBABILITY_COLUMN].to_numpy()
     ratio = (average_precision_score(test_y, model.predict_proba(test_features)[:, 1])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.core.params import ENGINES
+from stages.lib.core.params_sections import ENGINES
 from stages.lib.evaluation import plot_data
 from tests.helpers import REPO_ROOT
 
@@ -182,3 +182,36 @@ def test_evaluate_plot_files_are_the_ones_dvc_yaml_draws():
         drawn |= set(spec["y"]) if isinstance(spec.get("y"), dict) else set()
     in_folder = {Path(p).name for p in drawn if p.startswith(test_plots + "/")}
     assert in_folder and in_folder <= set(plot_data.TEST_PLOT_FILES)
+
+
+LIBRARY_DIR = REPO_ROOT / PACKAGE / "lib"
+MODULE_MAX_LINES = 250
+
+
+def test_no_library_module_does_several_jobs_in_more_than_250_lines():
+    long = {str(p.relative_to(REPO_ROOT)): n for p in LIBRARY_DIR.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MODULE_MAX_LINES}
+    assert long == {}, f"split these along their seams: {long}"
+
+
+def test_the_library_lives_in_subpackages_by_concern():
+    loose = sorted(p.name for p in LIBRARY_DIR.glob("*.py") if p.stem != "__init__")
+    assert len(loose) <= 3, loose
+    for folder in sorted(p for p in LIBRARY_DIR.iterdir() if p.is_dir() and p.name != "__pycache__"):
+        assert (folder / "__init__.py").is_file(), folder
+        assert ast.get_docstring(ast.parse((folder / "__init__.py").read_text())), f"{folder}: say what it holds"
+
+
+def test_only_the_params_module_and_the_stages_take_a_whole_params():
+    """Library functions take the sections or values they read (tests/test_params_reads.py checks dvc.yaml)."""
+    takers = []
+    for path in LIBRARY_DIR.rglob("*.py"):
+        if path.relative_to(LIBRARY_DIR).as_posix() == "core/params.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if any(a.annotation is not None and re.search(r"\bParams\b", ast.unparse(a.annotation))
+                       for a in arguments):
+                    takers.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}")
+    assert takers == []

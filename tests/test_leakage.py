@@ -17,10 +17,10 @@ from stages.lib.data.preprocessor import CustomerPreprocessor
 from stages.lib.data.schema import LABEL, SYNTHETIC
 from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers
+from stages.lib.modeling.calibration import calibrate_and_choose
 from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel
 from stages.lib.modeling.search import tune_hyperparameters
-from stages.lib.modeling.thresholds import calibrate_and_choose
-from tests.helpers import write_params
+from tests.helpers import recipe_of, write_params
 
 ID = "customer_id"
 BEST = ChosenModel(LIGHTGBM, {"learning_rate": 0.1, "num_leaves": 15})
@@ -57,7 +57,7 @@ def test_no_resampled_row_copies_a_test_row(test_table, resampled_table):
 
 def test_tuning_fits_and_scores_only_training_customers(engine, params, train_xy, test_table, fit_spy):
     features, y = train_xy
-    tune_hyperparameters(engine, features, y, params)
+    tune_hyperparameters(engine, features, y, recipe_of(params), params.tune)
     folds = params.tune.cv_folds
     assert len(fit_spy.pipeline_fits) == params.tune.n_iter * folds
     assert len(fit_spy.pipeline_scores) == params.tune.n_iter * folds
@@ -68,7 +68,7 @@ def test_tuning_fits_and_scores_only_training_customers(engine, params, train_xy
 
 def test_no_synthetic_row_in_a_tuning_validation_fold(engine, params, train_xy, fit_spy):
     features, y = train_xy
-    tune_hyperparameters(engine, features, y, params)
+    tune_hyperparameters(engine, features, y, recipe_of(params), params.tune)
     assert len(fit_spy.pipeline_scores) == len(fit_spy.pipeline_fits) == params.tune.n_iter * params.tune.cv_folds
     for fitted, scored in zip(fit_spy.pipeline_fits, fit_spy.pipeline_scores):
         # Validation rows are original customers, with their original values, not in the training fold.
@@ -85,7 +85,8 @@ def test_tuning_on_a_resampled_table_would_be_caught(engine, params_with, resamp
     """The check above can fail: fed the resampled table, validation folds do hold synthetic rows."""
     leaky = _features_only(resampled_table)
     synthetic = resampled_table[SYNTHETIC].to_numpy()
-    tune_hyperparameters(engine, leaky, resampled_table[LABEL].to_numpy(), params_with(resample__method="none"))
+    params = params_with(resample__method="none")
+    tune_hyperparameters(engine, leaky, resampled_table[LABEL].to_numpy(), recipe_of(params), params.tune)
     scored = set().union(*(set(s.index) for s in fit_spy.pipeline_scores))
     assert scored & set(leaky.index[synthetic])
 
@@ -94,7 +95,7 @@ def test_tuning_on_a_resampled_table_would_be_caught(engine, params_with, resamp
 
 def test_calibration_fits_and_scores_only_training_customers(engine, params, train_xy, test_table, fit_spy):
     features, y = train_xy
-    calibrate_and_choose(engine, features, y, params, BEST)
+    calibrate_and_choose(engine, features, y, recipe_of(params), params.calibration, params.threshold, BEST)
     folds = params.calibration.cv_folds
     assert len(fit_spy.pipeline_fits) == folds and len(fit_spy.pipeline_scores) == folds
     seen = fit_spy.rows_seen()
@@ -116,9 +117,10 @@ def test_threshold_does_not_depend_on_the_test_split(engine, params, customers, 
     edited.loc[test_ids, "minutes_on_site"] = 0.0
     runs = []
     for frame in (customers, edited):
-        train, _, _ = preprocess_customers(frame, params.data, params.preprocess, params.base.seed)
+        train, _, _ = preprocess_customers(engine, frame, params.data, params.preprocess, params.base.seed)
         features, y = train.drop(columns=[ID, LABEL]), train[LABEL].to_numpy()
-        runs.append(calibrate_and_choose(engine, features, y, params, BEST))
+        runs.append(calibrate_and_choose(engine, features, y, recipe_of(params), params.calibration, params.threshold,
+                                         BEST))
     assert runs[0][1] == runs[1][1]
     assert runs[0][2] == runs[1][2]
 
@@ -175,7 +177,7 @@ def test_stages_after_preprocess_never_open_the_test_split(stage_files, read_spy
 
 # --- preprocessing --------------------------------------------------------------------------
 
-def test_preprocessor_is_fitted_on_training_rows_only(params, customers, monkeypatch):
+def test_preprocessor_is_fitted_on_training_rows_only(engine, params, customers, monkeypatch):
     # The preprocessor is fitted on statistics of rows (split._training_statistics): the numbers'
     # medians and gaps from numeric_block, the levels from category_counts. Record which customers they saw.
     from stages.lib.data import split
@@ -194,23 +196,23 @@ def test_preprocessor_is_fitted_on_training_rows_only(params, customers, monkeyp
 
     monkeypatch.setattr(CustomerPreprocessor, "numeric_block", spied_block)
     monkeypatch.setattr(split, "category_counts", spied_counts)
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     assert numbers_of and levels_of
     for seen in numbers_of + levels_of:
         assert sorted(seen) == sorted(train[ID])
         assert not set(seen) & set(test[ID])
 
 
-def test_test_rows_alone_cannot_move_the_training_table(params_with):
+def test_test_rows_alone_cannot_move_the_training_table(engine, params_with):
     """The processed training split is a function of training rows alone."""
     params = params_with(generate__rows=3000)
     customers, _ = generate_customers(params.generate, params.base.seed)
-    train, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     edited = customers.copy()
     in_test = edited[ID].isin(test[ID])
     for column in ("age", "spend_12m", "email_open_rate"):
         edited.loc[in_test, column] = np.nan
     edited.loc[in_test, "device"] = "hologram"
-    train_again, test_again, _ = preprocess_customers(edited, params.data, params.preprocess, params.base.seed)
+    train_again, test_again, _ = preprocess_customers(engine, edited, params.data, params.preprocess, params.base.seed)
     pd.testing.assert_frame_equal(train_again, train)
     assert not test_again.equals(test)

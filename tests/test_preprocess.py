@@ -46,10 +46,10 @@ def test_labels_follow_the_customers(customers, train_table, test_table):
         assert table[LABEL].dtype == np.int8
 
 
-def test_split_is_deterministic_and_follows_the_seed(params, customers, train_table):
-    again, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+def test_split_is_deterministic_and_follows_the_seed(engine, params, customers, train_table):
+    again, _, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     pd.testing.assert_frame_equal(again, train_table)
-    other, _, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed + 1)
+    other, _, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed + 1)
     assert set(other[ID]) != set(train_table[ID])
 
 
@@ -84,11 +84,11 @@ def test_preprocessor_statistics_come_from_training_rows(params, customers, trai
     assert any(float(test_raw[c].median()) != preprocessor.medians_[c] for c in preprocessor.numeric_columns)
 
 
-def _preprocessor_of(frame, params):
-    return preprocess_customers(frame, params.data, params.preprocess, params.base.seed)[2]
+def _preprocessor_of(engine, frame, params):
+    return preprocess_customers(engine, frame, params.data, params.preprocess, params.base.seed)[2]
 
 
-def test_changing_test_rows_leaves_the_preprocessor_unchanged(params, customers, test_table, preprocessor):
+def test_changing_test_rows_leaves_the_preprocessor_unchanged(engine, params, customers, test_table, preprocessor):
     test_ids = test_table[ID]
     edited = customers.copy()
     in_test = edited[ID].isin(test_ids)
@@ -96,18 +96,18 @@ def test_changing_test_rows_leaves_the_preprocessor_unchanged(params, customers,
     edited.loc[in_test, "age"] = 1000.0
     edited.loc[in_test, "minutes_on_site"] = np.nan
     edited.loc[in_test, "region"] = "Atlantis"
-    refit = _preprocessor_of(edited, params)
+    refit = _preprocessor_of(engine, edited, params)
     assert refit.medians_ == preprocessor.medians_
     assert refit.levels_ == preprocessor.levels_
     assert refit.indicator_columns_ == preprocessor.indicator_columns_
 
 
-def test_changing_training_rows_changes_the_preprocessor(params, customers, test_table, preprocessor):
+def test_changing_training_rows_changes_the_preprocessor(engine, params, customers, test_table, preprocessor):
     edited = customers.copy()
     in_train = ~edited[ID].isin(test_table[ID])
     edited.loc[in_train, "age"] = 1000.0
     edited.loc[in_train & (edited.index % 2 == 0), "region"] = "Atlantis"
-    refit = _preprocessor_of(edited, params)
+    refit = _preprocessor_of(engine, edited, params)
     assert refit.medians_["age"] == 1000.0 != preprocessor.medians_["age"]
     assert "Atlantis" in refit.levels_["region"]
 
@@ -155,9 +155,9 @@ def test_preprocessor_codes_are_stable_for_one_row_at_a_time(preprocessor, custo
             assert one[column].cat.codes.iloc[0] == many[column].cat.codes.iloc[i]
 
 
-def test_duplicate_ids_keep_the_first_row_and_never_straddle_the_split(params, customers):
+def test_duplicate_ids_keep_the_first_row_and_never_straddle_the_split(engine, params, customers):
     doubled = pd.concat([customers, customers.head(300).assign(age=-1.0)], ignore_index=True)
-    train, test, _ = preprocess_customers(doubled, params.data, params.preprocess, params.base.seed)
+    train, test, _ = preprocess_customers(engine, doubled, params.data, params.preprocess, params.base.seed)
     assert len(train) + len(test) == len(customers)
     assert train[ID].is_unique and test[ID].is_unique
     assert not set(train[ID]) & set(test[ID])

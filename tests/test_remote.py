@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from stages.lib.scoring.batches import MODEL_FILES
+from stages.lib.scoring.scorer import MODEL_FILES
 from tests.helpers import child_env, copy_repo, dvc, free_port, git, python_module
 
 pytestmark = pytest.mark.e2e

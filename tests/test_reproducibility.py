@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.engines.base import local_workers
+from stages.lib.core.cores import local_workers
 from tests.helpers import (
     child_env,
     copy_repo,

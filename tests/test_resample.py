@@ -8,17 +8,9 @@ import pytest
 
 from stages.lib.core.errors import DataError
 from stages.lib.data.schema import LABEL, SYNTHETIC
-from stages.lib.modeling.resampling import class_counts, oversample, resample_training
+from stages.lib.modeling.resampling import counts_report, oversample, resample_training
 
 ID = "customer_id"
-
-
-def test_original_rows_come_first_and_unchanged(train_table, resampled_table):
-    n = len(train_table)
-    originals = resampled_table.iloc[:n].drop(columns=SYNTHETIC)
-    features = [c for c in train_table.columns if c != ID]
-    pd.testing.assert_frame_equal(originals[features], train_table[features])
-    assert originals[ID].astype("int64").tolist() == train_table[ID].tolist()
 
 
 def test_synthetic_rows_are_flagged_appended_buyers(params, train_table, resampled_table, resample_report):
@@ -57,8 +49,8 @@ def test_synthetic_rows_are_new_points_with_valid_values(train_table, resampled_
 
 def test_report_counts_match_the_tables(params, train_table, resampled_table, resample_report):
     assert resample_report["method"] == params.resample.method
-    assert resample_report["before"] == class_counts(train_table[LABEL].to_numpy())
-    assert resample_report["after"] == class_counts(resampled_table[LABEL].to_numpy())
+    assert resample_report["before"] == counts_report(train_table[LABEL].to_numpy())
+    assert resample_report["after"] == counts_report(resampled_table[LABEL].to_numpy())
     before, after = resample_report["before"], resample_report["after"]
     assert before["rows"] == len(train_table) and after["rows"] == len(resampled_table)
     assert after["non_buyers"] == before["non_buyers"]
@@ -67,8 +59,8 @@ def test_report_counts_match_the_tables(params, train_table, resampled_table, re
     assert after["rows"] - before["rows"] == resample_report["synthetic_rows"]
 
 
-def test_class_counts_hand_checked():
-    assert class_counts(np.array([1, 0, 0, 1, 0], dtype=np.int8)) == {"buyers": 2, "non_buyers": 3, "rows": 5}
+def test_counts_report_hand_checked():
+    assert counts_report(np.array([1, 0, 0, 1, 0], dtype=np.int8)) == {"buyers": 2, "non_buyers": 3, "rows": 5}
 
 
 @pytest.mark.parametrize("method", ["none", "class_weight"])
@@ -133,3 +125,17 @@ def test_oversample_keeps_categorical_codes_in_range():
         assert list(out["c"].cat.categories) == ["__missing__", "__other__", "a"]
         assert out["c"].cat.codes.between(0, 2).all()
         pd.testing.assert_frame_equal(out.iloc[:n], features)
+
+
+@pytest.mark.parametrize("method", ["smote", "borderline_smote", "adasyn"])
+def test_kd_tree_neighbours_resample_exactly_as_brute_force(train_xy, monkeypatch, method):
+    from sklearn.neighbors import NearestNeighbors
+
+    import stages.lib.modeling.resampling as resampling
+
+    features, y = train_xy
+    fast = resampling.oversample(features, y, method, 5, 0.5, 7)
+    monkeypatch.setattr(resampling, "_neighbours", lambda k, m: NearestNeighbors(n_neighbors=k + 1, algorithm="brute"))
+    brute = resampling.oversample(features, y, method, 5, 0.5, 7)
+    pd.testing.assert_frame_equal(fast[0], brute[0])
+    np.testing.assert_array_equal(fast[1], brute[1])

@@ -84,26 +84,26 @@ def test_the_split_is_stratified_and_every_customer_on_one_side(params, customer
     assert train_table[ID].is_monotonic_increasing == customers[ID].is_monotonic_increasing
 
 
-def test_a_customer_keeps_its_side_whatever_the_row_order(params, customers, test_table):
+def test_a_customer_keeps_its_side_whatever_the_row_order(engine, params, customers, test_table):
     shuffled = customers.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    _, test, _ = preprocess_customers(shuffled, params.data, params.preprocess, params.base.seed)
+    _, test, _ = preprocess_customers(engine, shuffled, params.data, params.preprocess, params.base.seed)
     assert set(test[ID]) == set(test_table[ID])
 
 
-def test_another_seed_holds_out_other_customers(params_with, customers, test_table):
+def test_another_seed_holds_out_other_customers(engine, params_with, customers, test_table):
     params = params_with(base__seed=7)
-    _, test, _ = preprocess_customers(customers, params.data, params.preprocess, params.base.seed)
+    _, test, _ = preprocess_customers(engine, customers, params.data, params.preprocess, params.base.seed)
     assert set(test[ID]) != set(test_table[ID])
 
 
-def test_without_id_columns_the_row_number_decides(params_with, customers):
+def test_without_id_columns_the_row_number_decides(engine, params_with, customers):
     params = params_with(data__id_columns=[])
-    train, test, _ = preprocess_customers(customers.drop(columns=ID), params.data, params.preprocess, 42)
+    train, test, _ = preprocess_customers(engine, customers.drop(columns=ID), params.data, params.preprocess, 42)
     assert len(train) + len(test) == len(customers)
     assert (test[LABEL] == 1).sum() == round(0.2 * customers["purchased"].sum())
 
 
-def test_a_sample_is_stratified_in_table_order_and_chosen_by_the_seed(train_table):
+def test_a_sample_is_stratified_in_table_order_and_chosen_by_the_seed(engine, train_table):
     engine = LocalEngine(1)
     sample = sampling.sample_table(engine, train_table, 1000, seed=7)
     assert len(sample) == 1000
@@ -120,7 +120,7 @@ def test_a_sample_of_every_row_is_the_table(train_table, rows):
     pd.testing.assert_frame_equal(sample, train_table)
 
 
-def test_a_sample_is_the_same_however_the_split_is_cut_into_files(train_table, tmp_path):
+def test_a_sample_is_the_same_however_the_split_is_cut_into_files(engine, train_table, tmp_path):
     whole = tmp_path / "whole.parquet"
     train_table.to_parquet(whole, index=False)
     folder = tmp_path / "parts"

@@ -10,15 +10,15 @@ import yaml
 
 from stages.lib.core.errors import ArtifactError
 from stages.lib.core.files import load_object
-from stages.lib.scoring import batches
+from stages.lib.scoring import batches, scorer
 
 
 def test_model_files_are_the_paths_dvc_yaml_declares():
     declared = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["vars"][0]["paths"]
-    assert batches.PREPROCESSOR == declared["preprocessor"]
-    assert batches.MODEL == declared["model"]
-    assert batches.CALIBRATOR == declared["calibrator"]
-    assert batches.THRESHOLD == declared["threshold"]
+    assert scorer.PREPROCESSOR == declared["preprocessor"]
+    assert scorer.MODEL == declared["model"]
+    assert scorer.CALIBRATOR == declared["calibrator"]
+    assert scorer.THRESHOLD == declared["threshold"]
 
 
 def test_rank_breaks_probability_ties_by_raw_score_then_input_order():

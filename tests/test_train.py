@@ -10,8 +10,8 @@ from stages import train
 from stages.lib.core.files import load_object, write_json
 from stages.lib.core.tables import write_table
 from stages.lib.data.schema import split_features
-from stages.lib.modeling.estimators import make_classifier, train_model
-from tests.helpers import write_params
+from stages.lib.modeling.estimators import train_model
+from tests.helpers import recipe_of, write_params
 
 BEST = {"learning_rate": 0.1, "num_leaves": 15, "colsample_bytree": 0.7, "min_child_samples": 20}
 
@@ -22,7 +22,7 @@ def resampled_xy(params, resampled_table):
 
 
 def fitted(engine, table, params, best):
-    model, rows = train_model(engine, table, params, best)
+    model, rows = train_model(engine, table, recipe_of(params), params.data.id_columns, best)
     assert rows == len(table)
     return model
 
@@ -51,8 +51,7 @@ def booster_texts(params, table, best, thread_counts) -> list[list[str]]:
     features, y = split_features(table, params.data.id_columns)
     texts = []
     for threads in thread_counts:
-        text = make_classifier(params.model, params.resample, params.base.seed, threads, best).fit(
-            features, y).booster_.model_to_string()
+        text = recipe_of(params).classifier(threads, best).fit(features, y).booster_.model_to_string()
         assert f"[num_threads: {threads}]" in text  # LightGBM records the count among the params ...
         texts.append([line for line in text.split("\n") if not line.startswith("[num_threads: ")])
     return texts

@@ -1,7 +1,9 @@
-"""tune: the Bayesian search trace, its best-so-far curve, and what data it searches on."""
+"""tune: the Bayesian search trace, its best-so-far curve, what data it searches on, its progress line and how
+its fits share the cores."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -11,15 +13,17 @@ from stages import tune
 from stages.lib.core.tables import write_table
 from stages.lib.data.sampling import sample_table
 from stages.lib.data.schema import split_features
-from stages.lib.modeling.search import edge_warning, edges_hit, search_space, tune_hyperparameters
-from tests.helpers import python_module, write_params
+from stages.lib.modeling.edges import edge_warning, edges_hit
+from stages.lib.modeling.progress import TuningProgress
+from stages.lib.modeling.search import search_space, tune_hyperparameters
+from tests.helpers import python_module, recipe_of, write_params
 
 
 @pytest.fixture(scope="module")
 def result(engine, params, _splits):
     """One search, shared by the tests of its trace."""
     features, y = split_features(_splits[0], params.data.id_columns)
-    return tune_hyperparameters(engine, features, y, params)
+    return tune_hyperparameters(engine, features, y, recipe_of(params), params.tune)
 
 
 def test_trace_has_one_row_per_iteration(params, result):
@@ -66,7 +70,7 @@ def test_search_space_keys_address_the_pipelines_model_step(params):
 
 def test_search_is_deterministic(engine, params, train_xy, result):
     features, y = train_xy
-    again = tune_hyperparameters(engine, features, y, params)
+    again = tune_hyperparameters(engine, features, y, recipe_of(params), params.tune)
     assert again.trace == result.trace
     assert again.best_params == result.best_params
 
@@ -78,7 +82,7 @@ def test_sample_rows_runs_the_search_on_a_stratified_subsample(engine, params_wi
     features, y = split_features(sample, params.data.id_columns)
     assert len(y) == 1000 and y.sum() == round(1000 * train_table["__label__"].mean())
     features.index = sample[ids].to_numpy()
-    outcome = tune_hyperparameters(engine, features, y, params)
+    outcome = tune_hyperparameters(engine, features, y, recipe_of(params), params.tune)
     assert outcome.rows == 1000
     assert len(fit_spy.pipeline_fits) == params.tune.n_iter * params.tune.cv_folds
     assert fit_spy.rows_seen() == set(features.index)
@@ -157,3 +161,81 @@ def test_an_end_at_lightgbms_own_limit_is_no_edge(params):
     best = {"learning_rate": 0.05, "num_leaves": 2, "min_child_samples": 50, "colsample_bytree": 1.0,
             "reg_lambda": 0.1}
     assert edges_hit(best, space) == {}
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class FakeResult:
+    def __init__(self, scores: list[float]):
+        self.func_vals = np.array([-s for s in scores])
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal():
+    stream = io.StringIO()
+    progress = TuningProgress(12, "average_precision", stream)
+    progress(FakeResult([0.3]))
+    progress.close()
+    assert stream.getvalue() == ""
+
+
+def test_progress_shows_iterations_done_and_the_best_score_on_a_terminal():
+    stream = Terminal()
+    progress = TuningProgress(4, "average_precision", stream)
+    progress(FakeResult([0.30]))
+    progress(FakeResult([0.30, 0.42]))
+    progress.close()
+    last = stream.getvalue().rstrip("\n").split("\r")[-1]
+    assert "2/4" in last and "best average_precision 0.4200" in last, stream.getvalue()
+
+
+def test_tuning_reports_each_step_to_the_progress_callback(engine, params_with, train_xy):
+    features, y = train_xy
+    stream = Terminal()
+    params = params_with(tune__n_points=2)
+    result = tune_hyperparameters(engine, features, y, recipe_of(params), params.tune,
+                                  TuningProgress(2, "average_precision", stream))
+    # n_points=2 proposes both candidates in one step: one update, after both were scored.
+    assert "2/2" in stream.getvalue() and "1/2" not in stream.getvalue()
+    assert len(result.trace) == 2
+
+
+class SearchStopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("threads, workers, n_points, jobs, per_fit", [
+    ("auto", 1, 1, 1, 1),    # one core: one fit at a time, one thread
+    ("auto", 2, 1, 3, 1),    # 3 folds on 2 cores: all 3 at once, the system shares the cores
+    ("auto", 16, 1, 3, 5),   # 3 fits on 16 cores: 5 threads each
+    ("auto", 16, 2, 6, 2),
+    ("auto", 2, 4, 4, 1),    # at most 2 fits per core at once
+    (1, 16, 1, 3, 1),        # a committed count is used as it is
+    (4, 2, 1, 3, 4),
+])
+def test_tuning_runs_a_steps_fits_side_by_side_and_shares_the_cores(params_with, train_xy, monkeypatch,
+                                                                     threads, workers, n_points, jobs, per_fit):
+    import stages.lib.modeling.search as search
+    from stages.lib.engines.local.engine import LocalEngine
+    from stages.lib.modeling.estimators import Recipe
+
+    built, started = [], []
+    original = Recipe.pipeline
+
+    def spy(self, fit_threads, *args, **kwargs):
+        built.append(fit_threads)
+        return original(self, fit_threads, *args, **kwargs)
+
+    def stop(self, *args, **kwargs):  # what is tested is set before the search starts
+        started.append(self.n_jobs)
+        raise SearchStopped
+
+    monkeypatch.setattr(Recipe, "pipeline", spy)
+    monkeypatch.setattr(search.RoundingBayesSearchCV, "fit", stop)
+    features, y = train_xy
+    params = params_with(model__threads=threads, tune__n_points=n_points, tune__cv_folds=3)
+    with pytest.raises(SearchStopped):
+        search.tune_hyperparameters(LocalEngine(workers), features, y, recipe_of(params), params.tune)
+    assert built == [per_fit] and started == [jobs]

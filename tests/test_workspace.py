@@ -11,6 +11,7 @@ In copies of the session's reproduced test repository:
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -131,8 +132,9 @@ def test_an_experiment_rewrites_only_the_value_it_sets(repo):
 
 
 def test_the_test_suite_passes_in_a_workspace_changed_as_the_readme_says(tmp_path):
-    # The README's daily loop changes a param; "Bring your own data" tracks a table with DVC and points
-    # data: at it. The tests must not read either: they bring their own params and repositories.
+    # The README's daily loop changes a param and commits the new metrics; "Bring your own data" tracks a
+    # table with DVC and points data: at it. The tests must not read either: they bring their own params and
+    # repositories.
     workspace = tmp_path / "workspace"
     listed = git("ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO_ROOT).stdout.split()
     for name in listed:
@@ -148,8 +150,16 @@ def test_the_test_suite_passes_in_a_workspace_changed_as_the_readme_says(tmp_pat
     (workspace / "data" / "customers.csv").write_text("account_id,visits,converted\nA1,3,Yes\nA2,1,No\n")
     dvc("add", "data/customers.csv", cwd=workspace)
     git("add", "-A", cwd=workspace)
+    git("commit", "-q", "-m", "the user's own data", cwd=workspace)
+    # The daily loop's commit, docs not rebuilt: new metrics beside the README's table of the old ones.
+    metrics = json.loads((workspace / "metrics" / "metrics.json").read_text())
+    metrics["average_precision"] += 0.01
+    (workspace / "metrics" / "metrics.json").write_text(json.dumps(metrics))
+    git("add", "params.yaml", "dvc.lock", "metrics/", cwd=workspace)
+    git("commit", "-q", "-m", "a param changed, dvc repro", cwd=workspace)
     result = python_module("pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", "-m", "not e2e",
                            "tests/test_config.py", "tests/test_calibrate.py", "tests/test_leakage.py",
+                           "tests/test_docs.py", "tests/test_params_reads.py",
                            "tests/test_bad_inputs.py::test_every_params_problem_is_reported_at_once",
                            cwd=workspace, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

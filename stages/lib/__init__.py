@@ -1,18 +1,12 @@
-"""The library the stages share, one job per module; it never imports a stage.
+"""The library the stages share, in subpackages by concern; it never imports a stage.
 
-    params        params.yaml -> typed, validated sections (the one params loader)
-    errors        the errors a user can fix;  cli: arguments, one-line errors, exit codes
-    files         atomic writes, JSON, pickled objects;  tables: CSV and parquet
-    schema        the customer table's checks and the columns stages pass on (the one schema check)
-    synthetic     the generated customer export and its true probabilities
-    preprocessing split and fit on training rows;  features: the pickled preprocessor
-    resampling    SMOTE and its variants;  models: LightGBM, pipelines, folds, out-of-fold scores
-    tuning        BayesSearchCV and its progress line;  compute: cores, `auto` threads, the Dask client
-    exact         rounding that gives the same bits on every x86-64 CPU;  ranking: customer order, threshold
-    baselines     the models a user would pick instead, beside the model
-    calibration   the pickled probability calibrator;  thresholds: calibration fit and threshold choice
-    metrics       precision, recall, F1, ranking and top-of-list numbers
-    plots         plot data (JSON);  figures: PNG images
-    scoring       scoring new customers;  artifacts: model files checked against dvc.lock
-    revisions, report_markdown   the pull-request report
+    core/        what every stage stands on: params, errors, the command line, files, tables, cores, hashing
+    data/        the customer table: schema, generated data, samples, the split, the preprocessor, drift
+    modeling/    estimators, resampling, folds, the search, the family choice, calibration, the threshold
+    evaluation/  metrics, baselines, explanations, plot data and images
+    scoring/     the one scoring path and the model files it loads
+    engines/     where work runs: the interface, the local engine, the Dask engine
+    report/      the pull-request report
+
+Each module, and why the layout is what it is: docs/development.md, "Repository layout".
 """

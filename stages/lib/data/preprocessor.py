@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from stages.lib.core.errors import DataError
 from stages.lib.data import drift
-from stages.lib.data.schema import TableSchema
+from stages.lib.data.facts import as_numbers
+from stages.lib.data.schema import TableSchema, text_in_numbers
 
 MISSING_LEVEL = "__missing__"
 OTHER_LEVEL = "__other__"
@@ -140,9 +140,9 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
         return self
 
     @property
-    def drift_reference(self) -> drift.DriftReference | None:
-        """The training split's distributions; None for a preprocessor saved before they were kept."""
-        return getattr(self, "drift_reference_", None)
+    def drift_reference(self) -> drift.DriftReference:
+        """The training split's distributions."""
+        return self.drift_reference_
 
     def numeric_block(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
         block = {}
@@ -151,28 +151,19 @@ class CustomerPreprocessor(TransformerMixin, BaseEstimator):
             if pd.api.types.is_bool_dtype(series):
                 series = series.astype("float32")
             elif not pd.api.types.is_numeric_dtype(series):
-                parsed = pd.to_numeric(series, errors="coerce")
-                bad = series[parsed.isna() & series.notna()]
-                if len(bad):
-                    examples = ", ".join(repr(str(v)) for v in bad.unique()[:3])
-                    raise DataError(
-                        f"{source}: numeric column '{column}' has text in {len(bad):,} rows "
-                        f"(e.g. {examples}); give numbers or leave the value empty"
-                    )
-                series = parsed
+                series, text = as_numbers(series)
+                if text.unparsed:
+                    raise text_in_numbers(source, column, text, "give numbers or leave the value empty")
             block[column] = series.astype("float32")
         return pd.DataFrame(block, index=frame.index)
 
     def transform(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         return self._features(frame.index, *self._read(frame, source))
 
-    def transform_and_count(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict | None]:
-        """`transform`, and the table's counts in the drift reference's bins (None without a reference),
-        from one reading of its values."""
+    def transform_and_count(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict]:
+        """`transform`, and the table's counts in the drift reference's bins, from one reading of its values."""
         numeric, codes = self._read(frame, source)
-        reference = self.drift_reference
-        return (self._features(frame.index, numeric, codes),
-                drift.table_counts(reference, numeric, codes) if reference is not None else None)
+        return self._features(frame.index, numeric, codes), drift.table_counts(self.drift_reference, numeric, codes)
 
     def _read(self, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """The numeric block (NaN: missing) and each category's level codes."""

@@ -20,16 +20,16 @@ the same exact key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from stages.lib.data.schema import LABEL
-
-if TYPE_CHECKING:
-    from stages.lib.engines.base import Engine
+from stages.lib.core.errors import DataError
+from stages.lib.core.hashing import row_numbers, seeded_hash
+from stages.lib.core.tables import read_table
+from stages.lib.data.quantiles import rank_positions
+from stages.lib.data.schema import LABEL, split_features
+from stages.lib.engines.base import Engine, Table
 
 # What a key is for: mixed into the hash, so a split key and a sample key of the same number differ.
 SPLIT, SAMPLE = "split", "sample"
@@ -38,22 +38,6 @@ _SHIFT = np.uint64(64 - KEY_BIN_BITS)
 
 Counts = dict[int, int]           # rows of each class (0: non-buyers, 1: buyers)
 Cutoffs = dict[int, int | None]   # of each class, the largest key kept (None: no row of the class kept)
-
-
-def seeded_hash(keys: pd.DataFrame | pd.Series, seed: int, purpose: str) -> np.ndarray:
-    """A uint64 hash of each row of `keys` that changes with the seed and the purpose; for 64-bit
-    integers it is a bijection, so distinct row numbers never share a key."""
-    # hash_pandas_object's key seeds the hashing of text only; numbers are hashed by a fixed mixing
-    # function (a bijection of 64-bit values), so the seed is mixed in again afterwards, as the hash
-    # of a text (the hash of the number `seed` would cancel the hash of a row number equal to it).
-    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=f"{seed:016d}"[-16:]).to_numpy()
-    salt = pd.util.hash_pandas_object(pd.Series([f"{purpose} {seed}"]), index=False).to_numpy()[0]
-    return pd.util.hash_pandas_object(pd.Series(hashed ^ salt), index=False).to_numpy()
-
-
-def row_numbers(offset: int, count: int) -> pd.Series:
-    """The numbers of `count` rows starting at row `offset` of the whole table."""
-    return pd.Series(np.arange(offset, offset + count, dtype=np.uint64))
 
 
 def split_keys(frame: pd.DataFrame, offset: int, id_columns: list[str], seed: int) -> np.ndarray:
@@ -96,14 +80,7 @@ def added_bins(pieces: list[dict[int, np.ndarray]]) -> dict[int, np.ndarray]:
 
 def bins_of_quotas(bins: Mapping[int, np.ndarray], quotas: Counts) -> dict[int, tuple[int, int]]:
     """Of each class with a quota, the bin holding its quota-th smallest key and that key's rank in the bin."""
-    found = {}
-    for label, quota in quotas.items():
-        if quota < 1:
-            continue
-        cumulative = np.cumsum(bins[label])
-        which = int(np.searchsorted(cumulative, quota))  # the first bin whose count reaches the quota
-        found[label] = (which, quota - 1 - (int(cumulative[which - 1]) if which else 0))
-    return found
+    return {label: rank_positions(bins[label], [quota - 1])[0] for label, quota in quotas.items() if quota >= 1}
 
 
 def keys_in_bins(keys: np.ndarray, labels: np.ndarray, bins: Mapping[int, tuple[int, int]]) -> dict[int, np.ndarray]:
@@ -159,7 +136,7 @@ def _sampled(frame: pd.DataFrame, offset: int, seed: int, cutoffs: Cutoffs) -> p
     return frame[kept(keys, frame[LABEL].to_numpy(), cutoffs)]
 
 
-def sample_table(engine: Engine, path: str | Path, rows: int | None, seed: int) -> pd.DataFrame:
+def sample_table(engine: Engine, path: Table, rows: int | None, seed: int) -> pd.DataFrame:
     """A stratified sample of at most `rows` rows (None: every row) of a processed split, in table order.
 
     Of each class, its share of `rows` (stages.lib.data.sampling.sample_quotas): the rows with the
@@ -174,3 +151,19 @@ def sample_table(engine: Engine, path: str | Path, rows: int | None, seed: int) 
     in_bins = engine.map(_sample_keys_in_bins, path, seed, where, columns=[LABEL], combine=joined_keys)
     frames = engine.map(_sampled, path, seed, cutoffs_of(where, in_bins))
     return pd.concat(frames, ignore_index=True)
+
+
+def sample_features(engine: Engine, path: Table, rows: int | None, seed: int,
+                    id_columns: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and labels of a processed split: every row, or a stratified sample of at most `rows` rows
+    (`sample_table`), chosen where the engine keeps the split."""
+    return split_features(sample_table(engine, path, rows, seed), id_columns, str(path))
+
+
+def read_labels(path: Table) -> np.ndarray:
+    """The 0/1 labels of a processed split (a file or partitioned), read without its features."""
+    try:
+        return read_table(path, columns=[LABEL])[LABEL].to_numpy(np.int8)
+    except DataError:
+        # No label column (not a table preprocess wrote) or an unreadable file: the whole read says which.
+        return split_features(read_table(path), [], str(path))[1]

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params import DataParams
+from stages.lib.core.params_sections import DataParams
+from stages.lib.data.facts import NumericText, TableFacts, is_text
 
 # Columns of the tables passed between stages: the 0/1 label (1: bought) and,
 # in the resampled training table, the flag of rows SMOTE made.
@@ -49,100 +50,18 @@ def _label_key(value: object) -> str:
     return str(value).strip().lower()
 
 
-def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
-
-
 def _is_categorical(series: pd.Series) -> bool:
     return (
-        _is_text(series)
+        is_text(series)
         or isinstance(series.dtype, pd.CategoricalDtype)
         or pd.api.types.is_bool_dtype(series)
     )
 
 
-def _stray_text(present: int, parsed: int, examples: list[str]) -> tuple[int, list[str]] | None:
-    """If a text column is mostly numbers, return (bad row count, examples)."""
-    if present == 0:
-        return None
-    numeric_share = parsed / present
-    if numeric_share < NUMERIC_TEXT_SHARE or numeric_share == 1.0:
-        return None
-    return present - parsed, examples[:3]
-
-
-@dataclass(frozen=True)
-class TableFacts:
-    """What the check of a training table needs to know of it, gathered in one pass.
-
-    `of` reads a pandas table (a whole table, or one partition of a Dask one);
-    `combine` adds up partitions' facts, so a table too big for one process is
-    checked with the same rules and messages as a small one.
-    """
-
-    header: pd.DataFrame                 # no rows: the columns and their dtypes
-    rows: int
-    non_null: dict[str, int]
-    target_values: list                  # distinct present values of data.target, in order of appearance
-    # Text columns that may be numeric: (present values, values parsing as numbers, first unparsed values).
-    numeric_text: dict[str, tuple[int, int, list[str]]]
-    duplicated_ids: int = 0
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame, data: DataParams, count_duplicates: bool = True) -> TableFacts:
-        numeric_text = {}
-        for column in _text_columns_that_may_be_numeric(frame, data):
-            present = frame[column].dropna()
-            parsed = pd.to_numeric(present, errors="coerce")
-            unparsed = present[parsed.isna()]
-            numeric_text[column] = (len(present), int(parsed.notna().sum()),
-                                    [str(v) for v in unparsed.unique()[:3]])
-        has_ids = data.id_columns and set(data.id_columns) <= set(frame.columns)
-        return cls(
-            header=_empty_like(frame),
-            rows=len(frame),
-            non_null={str(c): int(n) for c, n in frame.count().items()},
-            target_values=list(pd.unique(frame[data.target].dropna())) if data.target in frame.columns else [],
-            numeric_text=numeric_text,
-            duplicated_ids=int(frame.duplicated(subset=list(data.id_columns)).sum())
-            if has_ids and count_duplicates else 0,
-        )
-
-    @classmethod
-    def combine(cls, parts: list[TableFacts], duplicated_ids: int = 0) -> TableFacts:
-        """The facts of the table whose partitions, in order, have `parts` as facts."""
-        first = parts[0]
-        numeric_text = {}
-        for column in first.numeric_text:
-            present = sum(part.numeric_text[column][0] for part in parts)
-            parsed = sum(part.numeric_text[column][1] for part in parts)
-            examples = list(dict.fromkeys(v for part in parts for v in part.numeric_text[column][2]))
-            numeric_text[column] = (present, parsed, examples[:3])
-        return cls(
-            header=first.header,
-            rows=sum(part.rows for part in parts),
-            non_null={c: sum(part.non_null[c] for part in parts) for c in first.non_null},
-            target_values=list(dict.fromkeys(v for part in parts for v in part.target_values)),
-            numeric_text=numeric_text,
-            duplicated_ids=duplicated_ids,
-        )
-
-
-def _empty_like(frame: pd.DataFrame) -> pd.DataFrame:
-    """No rows, the same columns and dtypes, and nothing of `frame`'s memory (a zero-row slice of an
-    Arrow-backed column keeps its whole buffer alive, even copied)."""
-    empty = pd.DataFrame({i: pd.Series([], dtype=dtype) for i, dtype in enumerate(frame.dtypes)})
-    empty.columns = frame.columns
-    return empty
-
-
-def _text_columns_that_may_be_numeric(frame: pd.DataFrame, data: DataParams) -> list[str]:
-    """Text columns the check treats as numeric: not an ID or the target, and not listed as categorical
-    (with data.categorical_columns unset, text columns are categorical)."""
-    if data.categorical_columns is None:
-        return []
-    roles = set(data.id_columns) | {data.target} | set(data.categorical_columns)
-    return [c for c in frame.columns if c not in roles and _is_text(frame[c])]
+def text_in_numbers(source: str, column: str, text: NumericText, fix: str) -> DataError:
+    """The one message for text in a numeric column, at the check of a table and when a preprocessor reads one."""
+    return DataError(f"{source}: numeric column '{column}' has text in {text.unparsed:,} rows "
+                     f"(e.g. {', '.join(map(repr, text.examples))}); {fix}")
 
 
 def _header(frame: pd.DataFrame, limit: int = 12) -> str:
@@ -253,14 +172,11 @@ def check_table_facts(facts: TableFacts, data: DataParams, source: str) -> Table
         series = header[column]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             continue
-        stray = _stray_text(*facts.numeric_text[column]) if column in facts.numeric_text else None
-        if stray is not None:
-            count, examples = stray
-            raise DataError(
-                f"{source}: numeric column '{column}' has text in {count:,} rows "
-                f"(e.g. {', '.join(map(repr, examples))}); clean those values or list "
-                f"'{column}' under data.categorical_columns"
-            )
+        text = facts.numeric_text.get(column)
+        # Mostly numbers with some text: stray text in a numeric column; mostly text: a categorical column.
+        if text is not None and text.present and NUMERIC_TEXT_SHARE <= text.parsed / text.present < 1.0:
+            raise text_in_numbers(source, column, text, f"clean those values or list '{column}' under "
+                                                        "data.categorical_columns")
         raise DataError(
             f"{source}: column '{column}' is not numeric ({series.dtype}); list it under "
             "data.categorical_columns, or drop data.categorical_columns to infer them"

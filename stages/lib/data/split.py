@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params import ComputeParams, DataParams, PreprocessParams
-from stages.lib.data import drift, sampling
+from stages.lib.core.params_sections import DataParams, PreprocessParams
+from stages.lib.data import quantiles, sampling
+from stages.lib.data.facts import TableFacts
 from stages.lib.data.preprocessor import CustomerPreprocessor, category_counts
-from stages.lib.data.schema import LABEL, TableFacts, check_table_facts, positive_key_of, target_labels
-from stages.lib.engines.base import Engine, open_engine
+from stages.lib.data.schema import LABEL, check_table_facts, positive_key_of, target_labels
+from stages.lib.engines.base import Engine, Table
 
 
 @dataclass(frozen=True)
@@ -83,35 +84,6 @@ def _split_keys_in_bins(frame: pd.DataFrame, offset: int, plan: SplitPlan, bins)
     return sampling.keys_in_bins(keys, labels, bins)
 
 
-# Exact medians without holding a column: a float32's bits, flipped so that their order as unsigned
-# integers is the numbers' order, are counted by their high 16 bits, then, within the bin holding
-# the middle rank, by their low 16 bits (pandas' median of the float32 column, to the bit). The
-# counts are sparse (a Series of the bins that occur), so a partition's statistics stay small.
-HALF_BITS = 16
-LOW_MASK = (1 << HALF_BITS) - 1
-
-
-def _sortable_bits(values: np.ndarray) -> np.ndarray:
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    return np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
-
-
-def _float_of(key: int) -> np.float32:
-    bits = key & 0x7FFFFFFF if key >> 31 else ~key & 0xFFFFFFFF
-    return np.array([bits], dtype=np.uint32).view(np.float32)[0]
-
-
-def _bin_counts(bins: np.ndarray) -> pd.Series:
-    """How often each bin (a 16-bit number) occurs, indexed by the bins that do, in order."""
-    counts = np.bincount(bins.astype(np.int64), minlength=1 << HALF_BITS)
-    present = np.flatnonzero(counts)
-    return pd.Series(counts[present], index=present.astype(np.int64))
-
-
-def _added_counts(first: pd.Series, second: pd.Series) -> pd.Series:
-    return first.add(second, fill_value=0).astype(np.int64).sort_index()
-
-
 def _training_statistics(frame: pd.DataFrame, offset: int, plan: SplitPlan, preprocessor: CustomerPreprocessor,
                          high_bins: dict[str, list[int]] | None = None) -> dict:
     """What the preprocessor is fitted on, for one partition's training rows, in a form partitions add up:
@@ -122,13 +94,13 @@ def _training_statistics(frame: pd.DataFrame, offset: int, plan: SplitPlan, prep
     numeric = preprocessor.numeric_block(train, "training data")
     histograms = {}
     for column in preprocessor.numeric_columns:
-        keys = _sortable_bits(numeric[column].dropna().to_numpy(np.float32))
+        keys = quantiles.sortable_bits(numeric[column].dropna().to_numpy(np.float32))
         if high_bins is None:
-            histograms[column] = _bin_counts(keys >> np.uint32(HALF_BITS))
+            histograms[column] = quantiles.bin_counts(keys >> np.uint32(quantiles.HALF_BITS))
         else:
             for high in high_bins[column]:
-                inside = keys[(keys >> np.uint32(HALF_BITS)) == high]
-                histograms[(column, high)] = _bin_counts(inside & np.uint32(LOW_MASK))
+                inside = keys[(keys >> np.uint32(quantiles.HALF_BITS)) == high]
+                histograms[(column, high)] = quantiles.bin_counts(inside & np.uint32(quantiles.LOW_MASK))
     if high_bins is not None:
         return {"histograms": histograms}
     return {
@@ -141,82 +113,15 @@ def _training_statistics(frame: pd.DataFrame, offset: int, plan: SplitPlan, prep
 def _added(pieces: list[dict]) -> dict:
     """Partitions' statistics as one."""
     first = pieces[0]
-    added = {"histograms": {key: _sum_counts([p["histograms"][key] for p in pieces]) for key in first["histograms"]}}
+    added = {"histograms": {key: quantiles.sum_counts([p["histograms"][key] for p in pieces])
+                            for key in first["histograms"]}}
     if "gaps" in first:
         added["gaps"] = {c: any(p["gaps"][c] for p in pieces) for c in first["gaps"]}
-        added["levels"] = {c: _sum_counts([p["levels"][c] for p in pieces]) for c in first["levels"]}
+        added["levels"] = {c: quantiles.sum_counts([p["levels"][c] for p in pieces]) for c in first["levels"]}
     return added
 
 
-def _sum_counts(counts: list[pd.Series]) -> pd.Series:
-    total = counts[0]
-    for more in counts[1:]:
-        total = _added_counts(total, more)
-    return total
-
-
-def _bins_of_ranks(histogram: pd.Series, ranks: list[int]) -> list[tuple[int, int]]:
-    """For each rank (0: the smallest value), the bin holding it and its rank inside that bin."""
-    cumulative = np.cumsum(histogram.to_numpy())
-    found = []
-    for rank in ranks:
-        which = int(np.searchsorted(cumulative, rank, side="right"))
-        found.append((int(histogram.index[which]), rank - (int(cumulative[which - 1]) if which else 0)))
-    return found
-
-
-def _middle_ranks(histogram: pd.Series) -> list[tuple[int, int]]:
-    """The bins holding the two middle ranks (the one middle rank twice, for an odd count)."""
-    count = int(histogram.sum())
-    return _bins_of_ranks(histogram, [(count - 1) // 2, count // 2])
-
-
-def _needed_bins(histogram: pd.Series) -> list[int]:
-    """The high halves whose low halves the median and the deciles need."""
-    if not histogram.sum():
-        return []
-    ranks = _middle_ranks(histogram) + _bins_of_ranks(histogram, drift.decile_ranks(int(histogram.sum())))
-    return sorted({bin_high for bin_high, _ in ranks})
-
-
-def _numeric_bins(column: str, high: pd.Series, low: dict[tuple[str, int], pd.Series], rows: int) -> drift.FeatureBins:
-    """The column's drift bins from its histograms: decile values and how many values are at most each,
-    as `drift.numeric_bins_of` finds them on the column itself."""
-    present = int(high.sum())
-    keys = []
-    for bin_high, rank in _bins_of_ranks(high, drift.decile_ranks(present)):
-        [(bin_low, _)] = _bins_of_ranks(low[(column, bin_high)], [rank])
-        keys.append((bin_high << HALF_BITS) | bin_low)
-    edges, at_most = [], []
-    for key in sorted(set(keys)):
-        bin_high, bin_low = key >> HALF_BITS, key & LOW_MASK
-        within = low[(column, bin_high)]
-        count = int(high[high.index < bin_high].sum()) + int(within[within.index <= bin_low].sum())
-        value = _float_of(key)
-        if edges and value == edges[-1]:  # -0.0 and 0.0: one value to a comparison
-            at_most[-1] = count
-        else:
-            edges.append(value)
-            at_most.append(count)
-    return drift.numeric_bins(column, np.array(edges, np.float32), np.array(at_most), present, rows)
-
-
-def _medians(high: dict[str, pd.Series], low: dict[tuple[str, int], pd.Series]) -> dict[str, float]:
-    """Each column's median from its histograms, as pandas computes it for float32 (NaN without values)."""
-    medians = {}
-    for column, histogram in high.items():
-        if not histogram.sum():
-            medians[column] = float("nan")
-            continue
-        values = []
-        for bin_high, rank in _middle_ranks(histogram):
-            [(bin_low, _)] = _bins_of_ranks(low[(column, bin_high)], [rank])
-            values.append(_float_of((bin_high << HALF_BITS) | bin_low))
-        medians[column] = float((values[0] + values[1]) / np.float32(2))
-    return medians
-
-
-def plan_split(engine: Engine, table: str | Path | pd.DataFrame, data: DataParams, preprocess: PreprocessParams,
+def plan_split(engine: Engine, table: Table, data: DataParams, preprocess: PreprocessParams,
                seed: int, source: str) -> tuple[SplitPlan, CustomerPreprocessor]:
     """Check the table, choose the test customers and fit the preprocessor on the training rows."""
     facts = engine.map(_facts, table, data)
@@ -248,12 +153,12 @@ def plan_split(engine: Engine, table: str | Path | pd.DataFrame, data: DataParam
     preprocessor = CustomerPreprocessor.for_schema(schema, preprocess.rare_category_min_count)
     statistics = engine.map(_training_statistics, table, plan, preprocessor, combine=_added)
     high = statistics["histograms"]
-    needed = {column: _needed_bins(histogram) for column, histogram in high.items()}
+    needed = {column: quantiles.needed_bins(histogram) for column, histogram in high.items()}
     low = engine.map(_training_statistics, table, plan, preprocessor, needed, combine=_added)["histograms"]
     train_rows = counts[0] + counts[1] - quotas[0] - quotas[1]
-    preprocessor.fit_statistics(_medians(high, low), [c for c, gap in statistics["gaps"].items() if gap],
+    preprocessor.fit_statistics(quantiles.medians(high, low), [c for c, gap in statistics["gaps"].items() if gap],
                                 statistics["levels"],
-                                {c: _numeric_bins(c, h, low, train_rows) for c, h in high.items()}, train_rows)
+                                {c: quantiles.numeric_bins(c, h, low, train_rows) for c, h in high.items()}, train_rows)
     return plan, preprocessor
 
 
@@ -275,7 +180,7 @@ def split_partition(frame: pd.DataFrame, offset: int, plan: SplitPlan,
     return (train, test), SplitCounts(len(train), int(labels[~in_test].sum()), len(test))
 
 
-def preprocess_table(engine: Engine, table: str | Path, data: DataParams, preprocess: PreprocessParams, seed: int,
+def preprocess_table(engine: Engine, table: Table, data: DataParams, preprocess: PreprocessParams, seed: int,
                      train_output: str | Path, test_output: str | Path) -> tuple[SplitCounts, CustomerPreprocessor]:
     """Check, split and preprocess the table at `table`; write the splits; return their sizes and the
     fitted preprocessor."""
@@ -286,10 +191,10 @@ def preprocess_table(engine: Engine, table: str | Path, data: DataParams, prepro
     return counts, preprocessor
 
 
-def preprocess_customers(frame: pd.DataFrame, data: DataParams, preprocess: PreprocessParams, seed: int,
-                         source: str = "input") -> tuple[pd.DataFrame, pd.DataFrame, CustomerPreprocessor]:
-    """`preprocess_table` for a table already in this process: (train, test, fitted preprocessor)."""
-    with open_engine(ComputeParams(engine="local")) as engine:
-        plan, preprocessor = plan_split(engine, frame, data, preprocess, seed, source)
-    (train, test), _ = split_partition(frame, 0, plan, preprocessor)
+def preprocess_customers(engine: Engine, frame: pd.DataFrame, data: DataParams, preprocess: PreprocessParams,
+                         seed: int, source: str = "input") -> tuple[pd.DataFrame, pd.DataFrame, CustomerPreprocessor]:
+    """`preprocess_table` for a table already in this process, without writing: (train, test, fitted
+    preprocessor)."""
+    plan, preprocessor = plan_split(engine, frame, data, preprocess, seed, source)
+    [((train, test), _)] = engine.map(split_partition, frame, plan, preprocessor)
     return train, test, preprocessor

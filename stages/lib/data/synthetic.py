@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.exact import round_significant_bits
-from stages.lib.core.params import GenerateParams
+from stages.lib.core.params_sections import GenerateParams
 
 ID_COLUMN = "customer_id"
 TARGET_COLUMN = "purchased"

@@ -23,7 +23,6 @@ from joblib import Parallel, delayed
 from lightgbm import LGBMClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from stages.lib.core.params import ModelParams
 from stages.lib.engines.base import Engine
 from stages.lib.evaluation.metrics import paired_bootstrap_se, top_of_list_metrics
 from stages.lib.modeling.linear import logistic_regression
@@ -42,19 +41,14 @@ def _fitted(name: str, features: pd.DataFrame, y: np.ndarray, seed: int, threads
 
 
 def fit_baselines(engine: Engine, features: pd.DataFrame, y: np.ndarray, seed: int,
-                  model: ModelParams) -> dict[str, object]:
-    """Each baseline fitted on the training rows given (the processed training split), side by side."""
-    threads = engine.fit_threads(model, len(BASELINES))
+                  threads: int | str) -> dict[str, object]:
+    """Each baseline fitted on the training rows given (the processed training split), side by side, with
+    `threads` (model.threads) LightGBM threads."""
+    threads = engine.fit_threads(threads, len(BASELINES))
     with engine.parallel(len(BASELINES)) as n_jobs:
         fitted = Parallel(n_jobs=n_jobs)(
             delayed(_fitted)(name, features, y, seed, threads) for name in BASELINES)
     return dict(zip(BASELINES, fitted))
-
-
-def baseline_scores(fitted: dict[str, object], features: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Each baseline's score of every row."""
-    return {name: model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
-            for name, model in fitted.items()}
 
 
 def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction: float, model_ranking: np.ndarray,

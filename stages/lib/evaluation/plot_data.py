@@ -14,7 +14,7 @@ from lightgbm import LGBMClassifier
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from stages.lib.core.params import EvaluateParams
+from stages.lib.core.params_sections import EvaluateParams
 from stages.lib.modeling.linear import coefficients
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 

@@ -19,8 +19,9 @@ from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from sklearn.neighbors import NearestNeighbors
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params import ResampleParams
+from stages.lib.core.params_sections import ResampleParams
 from stages.lib.core.tables import write_table
+from stages.lib.data.sampling import class_counts
 from stages.lib.data.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
 from stages.lib.engines.base import Engine
 
@@ -111,8 +112,10 @@ def make_resampler(resample: ResampleParams, seed: int) -> FunctionSampler | Non
     )
 
 
-def class_counts(y: np.ndarray) -> dict[str, int]:
-    return {"buyers": int(np.sum(y == 1)), "non_buyers": int(np.sum(y == 0)), "rows": int(len(y))}
+def counts_report(y: np.ndarray) -> dict[str, int]:
+    """metrics/resample.json's class counts of a table's labels."""
+    counts = class_counts(y)
+    return {"buyers": counts[1], "non_buyers": counts[0], "rows": counts[0] + counts[1]}
 
 
 def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
@@ -138,8 +141,8 @@ def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
     table = pd.concat([ids, features_out, pd.DataFrame({LABEL: y_out, SYNTHETIC: synthetic})], axis=1)
     report = {
         "method": resample.method,
-        "before": class_counts(y),
-        "after": class_counts(y_out),
+        "before": counts_report(y),
+        "after": counts_report(y_out),
         "synthetic_rows": int(synthetic.sum()),
     }
     return table, report

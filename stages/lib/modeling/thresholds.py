@@ -1,25 +1,15 @@
-"""Probability calibration and the decision threshold, both fitted on out-of-fold predictions.
-
-A model trained on SMOTE-balanced data returns inflated probabilities, so a
-fixed 0.5 cut-off means little. Every training row is scored by a model that
-never saw it (cross-validation, resampling inside each fold, the tuned params);
-the calibration is fitted on those scores and the threshold chosen for the
-objective in params.yaml. The test split is never read.
-"""
+"""The decision threshold (`will_buy`) for the objective in params.yaml, on calibrated out-of-fold probabilities."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score
+from sklearn.metrics import precision_recall_curve
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params import Params, ThresholdParams
-from stages.lib.engines.base import Engine
-from stages.lib.evaluation.metrics import decision_metrics, profit, profit_metrics, ranked, top_count
-from stages.lib.modeling.calibrator import ProbabilityCalibrator
-from stages.lib.modeling.estimators import ChosenModel, out_of_fold_scores
-from stages.lib.modeling.ranking import Threshold, best_first, ranking_scores
+from stages.lib.core.params_sections import ThresholdParams
+from stages.lib.evaluation.metrics import profit, ranked, top_count
+from stages.lib.modeling.ranking import Threshold, best_first
 
 
 def threshold_curve(y: np.ndarray, scores: np.ndarray, objective: ThresholdParams | None = None) -> pd.DataFrame:
@@ -65,31 +55,3 @@ def choose_threshold(y: np.ndarray, probability: np.ndarray, raw: np.ndarray,
             "or use threshold.objective: f1"
         )
     return Threshold(float(reaching["threshold"].iloc[0]))
-
-
-def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, params: Params,
-                         chosen: ChosenModel):
-    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions of the chosen model."""
-    raw = out_of_fold_scores(engine, features, y, params, chosen.params, chosen.family)
-    calibrator = ProbabilityCalibrator(params.calibration.method).fit(raw, y)
-    scores = calibrator.transform(raw)
-    threshold = choose_threshold(y, scores, raw, params.threshold)
-    decision = decision_metrics(y, threshold.flags(scores, raw))
-    ranking = ranking_scores(scores, raw)
-    # The threshold itself is in threshold.json and metrics.json; one column of that name in `dvc exp show`.
-    report = {
-        "objective": params.threshold.objective,
-        "calibration": params.calibration.method,
-        "rows": int(len(y)),
-        "oof_precision": decision["precision"],
-        "oof_recall": decision["recall"],
-        "oof_f1": decision["f1"],
-        "oof_average_precision": float(average_precision_score(y, ranking)),
-        "oof_roc_auc": float(roc_auc_score(y, ranking)),
-        "oof_brier_raw": float(brier_score_loss(y, raw)),
-        "oof_brier_calibrated": float(brier_score_loss(y, scores)),
-    }
-    if params.threshold.objective == "profit":
-        report["oof_profit"] = profit_metrics(y, scores, threshold.flags(scores, raw), params.threshold.buyer_value,
-                                              params.threshold.contact_cost)
-    return calibrator, threshold, report, threshold_curve(y, scores, params.threshold)

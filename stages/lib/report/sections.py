@@ -1,0 +1,69 @@
+"""The report's model sections: which family ships and why, and the model beside the alternatives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stages.lib.report.formatting import format_value
+from stages.lib.report.revisions import Revision
+
+TUNE_FILE = "metrics/tune.json"
+FAMILY_NAMES = {"lightgbm": "LightGBM", "logistic_regression": "logistic regression"}
+
+
+def model_section(tune: Any, base_tune: Any, base: Revision) -> list[str]:
+    """Which model family ships, whether that changed, and the fresh-fold comparison that chose it."""
+    if not isinstance(tune, dict) or tune.get("family") not in FAMILY_NAMES:
+        return []
+    family = FAMILY_NAMES[tune["family"]]
+    before = base_tune.get("family") if isinstance(base_tune, dict) else None
+    lines = ["## Model", ""]
+    if before is not None and before != tune["family"]:
+        lines.append(f"**The model family changed: {FAMILY_NAMES.get(before, before)} ({base.label}) → {family}.**")
+    else:
+        lines.append(f"Ships **{family}**" + (f", as {base.label} did." if before else "."))
+    comparison = tune.get("comparison")
+    if isinstance(comparison, dict):
+        lines += ["", f"Chosen on {comparison['folds']}x{comparison['repeats']} fresh folds of the training split "
+                  f"({tune.get('scoring')}): LightGBM {format_value(comparison['lightgbm'])}, logistic regression "
+                  f"{format_value(comparison['logistic_regression'])}, difference "
+                  f"{comparison['difference']:+.4f} (standard error {format_value(comparison['standard_error'])}); "
+                  "LightGBM ships only when it wins by more than one standard error."]
+    else:
+        lines += ["", "Set by `model.family`; no comparison was run."]
+    return lines + [""]
+
+
+BASELINE_NAMES = {"logistic_regression": "logistic regression", "default_lightgbm": "LightGBM, default settings"}
+BASELINE_METRICS = (("average_precision", "average precision"), ("roc_auc", "ROC AUC"),
+                    ("precision_at_k", "precision at the contact budget"),
+                    ("capture_rate_at_top", "buyers reached at the contact budget"),
+                    ("average_precision_difference_se", "standard error of the average precision difference"))
+
+
+def baselines_section(metrics: Any) -> list[str]:
+    """The model beside the models a user would pick instead, on the same split; says plainly when one wins."""
+    baselines = metrics.get("baselines") if isinstance(metrics, dict) else None
+    if not baselines:
+        return []
+    names = [n for n in BASELINE_NAMES if n in baselines]
+    lines = ["## Beside the alternatives", "",
+             "The same training split and test rows; the contact budget is the top "
+             f"{format_value(metrics.get('top_fraction'))} of the list.", "",
+             "| | this model | " + " | ".join(BASELINE_NAMES[n] for n in names) + " |",
+             "|---|---:|" + "---:|" * len(names)]
+    for key, label in BASELINE_METRICS:
+        lines.append(f"| {label} | {format_value(metrics.get(key))} | "
+                     + " | ".join(format_value(baselines[n].get(key)) for n in names) + " |")
+    ours = metrics.get("average_precision") or 0.0
+    winners = [n for n in names if baselines[n].get("average_precision", 0.0) > ours]
+    lines.append("")
+    if winners:
+        lines.append("**" + " and ".join(f"{BASELINE_NAMES[n]} ({format_value(baselines[n]['average_precision'])})"
+                                         for n in winners)
+                     + f" rank{'s' if len(winners) == 1 else ''} customers better than this model "
+                     f"({format_value(ours)} average precision) on this data.** Consider it before shipping.")
+    else:
+        lines.append(f"This model ranks customers better than every alternative here "
+                     f"({format_value(ours)} average precision).")
+    return lines + [""]

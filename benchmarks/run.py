@@ -5,7 +5,7 @@
     python -m benchmarks.run CONFIG --with rows=[10000] --with params.tune.n_points=2
 
 benchmarks/configs.yaml names each config's kind (pipeline, scoring, variants, ceiling,
-dask-preprocess) and options; `--with OPTION=VALUE` (a YAML value) changes one option for this run,
+dask-preprocess, time-split) and options; `--with OPTION=VALUE` (a YAML value) changes one option for this run,
 and `--with params.KEY=VALUE` one param of the runs' params.yaml. The result (benchmarks/results.py:
 commit, dirty flag, package versions, machine, load, options and figures) is written to
 benchmarks/results/<machine>/<commit>/<config>.json after every piece of work, so a stopped run
@@ -31,7 +31,8 @@ CONFIGS = ROOT / "benchmarks" / "configs.yaml"
 LOGS = ROOT / "benchmarks" / "logs"
 # Each kind: a module with run(options, figures, save, logs) -> bool and summary(result) -> str.
 KINDS = {"pipeline": "benchmarks.pipeline", "scoring": "benchmarks.scoring", "variants": "benchmarks.variants",
-         "ceiling": "benchmarks.ceiling", "dask-preprocess": "benchmarks.dask_preprocess"}
+         "ceiling": "benchmarks.ceiling", "dask-preprocess": "benchmarks.dask_preprocess",
+         "time-split": "benchmarks.time_split"}
 
 
 def configs() -> dict[str, dict[str, Any]]:

@@ -37,7 +37,7 @@ from benchmarks.results import ROOT
 from stages.lib.core.cores import local_workers, usable_cores
 from stages.lib.core.files import read_json
 from stages.lib.core.params import load_params
-from stages.lib.data.schema import split_features
+from stages.lib.data.schema import SNAPSHOT, split_features
 from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers, true_probabilities_of
 from stages.lib.engines.local.engine import LocalEngine
@@ -98,7 +98,8 @@ def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any
                                               params.preprocess, seed)
         features, y = split_features(train, params.data.id_columns)
         test_features, test_y = split_features(test, params.data.id_columns)
-        ideal = average_precision_score(test_y, true_probabilities_of(test, truth, params.data.id_columns))
+        dates = test[SNAPSHOT].to_numpy() if SNAPSHOT in test.columns else None
+        ideal = average_precision_score(test_y, true_probabilities_of(test, truth, params.data.id_columns, dates))
         record = {"seed": seed, "ideal": round(float(ideal), 6)}
         for name in VARIANTS:
             scores = variant_scores(name, features, y, test_features, params, best)

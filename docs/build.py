@@ -4,7 +4,7 @@
     python -m docs.build --check    # exit 1, naming each, when one is out of date
 
 - docs/parameters.md: from the params models' field descriptions, types, ranges and
-  defaults (stages/lib/core/params_sections.py) and the values in the committed params.yaml;
+  defaults (stages/lib/core/params_sections.py, params_model.py) and the values in the committed params.yaml;
 - params.yaml's comments (the allowed values after each key), keeping its values;
 - README.md's headline metrics table: from metrics/metrics.json;
 - docs/performance.md's tables and docs/metrics.md's quality table: from the benchmark result files in
@@ -36,7 +36,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.markdown import measured_on
 from stages.lib.core.params import Params
-from stages.lib.core.params_sections import Dimension
+from stages.lib.core.params_model import Dimension
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python -m docs.build"
@@ -145,7 +145,7 @@ PARAMS_HEADER = """\
 # Every stage reads its own sections of this file; dvc.yaml lists which, so `dvc repro`
 # reruns exactly the stages whose params changed. What each key means, its default and
 # why: docs/parameters.md. The comment after each key (its allowed values) is written by
-# `python -m docs.build` from stages/lib/core/params_sections.py, which checks them.
+# `python -m docs.build` from stages/lib/core/params_*.py, which check them.
 #
 # Laid out so `dvc exp run -S key=value` rewrites only that value's line: lists in block
 # style with "- item" at the key's indent, null written as an empty value.
@@ -213,10 +213,14 @@ def headline_metrics(read: Reader = working_tree) -> str:
         return "| " + " | ".join(cells) + " |"
 
     buyers, rows = m["actual_buyers"], m["test_rows"]
+    periods = list(m.get("periods") or [])
+    when = (f"the latest {len(periods)} monthly snapshots ({periods[0]} to {periods[-1]}: out of time, the model "
+            "learned from earlier ones only)" if len(periods) > 1 else
+            f"the latest snapshot ({periods[0]}: out of time)" if periods else "customers held out at random")
     lines = [
         _begin("headline metrics"),
         "",
-        f"Test split of the committed run: {rows:,} customers, {buyers:,} of them buyers "
+        f"Test split of the committed run: {when}, {rows:,} rows, {buyers:,} of them buyers "
         f"({buyers / rows:.1%}), never seen by any fit, search or threshold choice (`metrics/metrics.json`).",
         "",
         "| " + " | ".join(header) + " |",

@@ -22,6 +22,7 @@ from stages.lib.engines.base import open_engine
 from stages.lib.evaluation import images, plot_data
 from stages.lib.modeling.calibration import calibrate_and_choose
 from stages.lib.modeling.estimators import ChosenModel, Recipe
+from stages.lib.modeling.folds import Timeline
 
 
 def main(argv: Sequence[str]) -> None:
@@ -38,10 +39,11 @@ def main(argv: Sequence[str]) -> None:
     chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
     recipe = Recipe(params.model, params.resample, params.base.seed)
     with open_engine(params.compute.engine) as engine:
-        features, y = sample_features(engine, args.train, params.calibration.sample_size, params.base.seed,
-                                      params.data.id_columns)
+        features, y, dates = sample_features(engine, args.train, params.calibration.sample_size, params.base.seed,
+                                             params.data.id_columns)
+        timeline = Timeline(dates, params.data.gap_periods) if dates is not None else None
         calibrator, threshold, report, curve = calibrate_and_choose(engine, features, y, recipe, params.calibration,
-                                                                    params.threshold, chosen)
+                                                                    params.threshold, chosen, timeline)
     save_object(calibrator, args.calibrator)
     objective = params.threshold
     costs = ({"buyer_value": objective.buyer_value, "contact_cost": objective.contact_cost}

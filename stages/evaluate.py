@@ -5,8 +5,9 @@ comparison), ranking quality (ROC AUC, average precision), probability quality
 (Brier, log loss, expected vs. actual buyers), the majority-class baseline, lift
 at the top of the list, the models a user would pick instead (stages/lib/evaluation/baselines.py),
 each feature's population stability index on the test split (what no drift looks
-like: stages/lib/data/drift.py) and, for the generated data, the distance to the ideal scorer that knows every
-customer's true probability.
+like: stages/lib/data/drift.py), for a dated table the same snapshot by snapshot
+(stages/lib/evaluation/periods.py: the backtest) and, for the generated data, the
+distance to the ideal scorer that knows every customer's true probability.
 
     python -m stages.evaluate --test data/processed/test.parquet --train data/processed/train.parquet \
         --model models/model.joblib --preprocessor models/preprocessor.joblib \
@@ -33,6 +34,7 @@ from stages.lib.evaluation import images, plot_data
 from stages.lib.evaluation.baselines import baseline_metrics, better_baselines_note, fit_baselines
 from stages.lib.evaluation.explanations import mean_absolute_contributions
 from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
+from stages.lib.evaluation.periods import backtest_records, period_metrics
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 from stages.lib.scoring.batches import score_held_out
 from stages.lib.scoring.scorer import Scorer
@@ -66,13 +68,13 @@ def main(argv: Sequence[str]) -> None:
     threshold = Threshold.from_json(saved)
     seed, threads = params.base.seed, params.model.threads
     with open_engine(params.compute.engine) as engine:
-        train_features, train_y = sample_features(engine, args.train, params.evaluate.baseline_sample_size, seed,
+        train_features, train_y, _ = sample_features(engine, args.train, params.evaluate.baseline_sample_size, seed,
                                                   id_columns)
         scorer = Scorer(preprocessor, model, calibrator, threshold, engine.fit_threads(threads, 1),
                         baselines=fit_baselines(engine, train_features, train_y, seed, threads))
         scores = score_held_out(engine, args.test, scorer, id_columns)
         # What the model leans on, customer by customer: on a stratified sample of the test split.
-        explained, _ = sample_features(engine, args.test, CONTRIBUTION_SAMPLE_ROWS, seed, id_columns)
+        explained, _, _ = sample_features(engine, args.test, CONTRIBUTION_SAMPLE_ROWS, seed, id_columns)
         contributions = mean_absolute_contributions(scorer.model, explained, scorer.threads)
     reference = preprocessor.drift_reference
     test_drift = drift.drift_table(reference, scores.drift).set_index("feature")["psi"]
@@ -86,7 +88,7 @@ def main(argv: Sequence[str]) -> None:
     is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
     has_truth = args.true_probabilities is not None and Path(args.true_probabilities).is_file()
     if is_generated and has_truth:
-        truth = true_probabilities_of(scores.ids, read_table(args.true_probabilities), id_columns)
+        truth = true_probabilities_of(scores.ids, read_table(args.true_probabilities), id_columns, scores.dates)
         if truth is not None:
             metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 
@@ -101,6 +103,10 @@ def main(argv: Sequence[str]) -> None:
     top = contributions.head(TOP_CONTRIBUTIONS)
     metrics["top_contributions"] = dict(zip(top["feature"], top["mean_abs_contribution"]))
     metrics["test_drift_psi"] = {feature: float(test_drift[feature]) for feature in reference.names()}
+    if scores.dates is not None:
+        metrics["periods"] = period_metrics(scores.dates, y, probability, raw, threshold, scores.baselines, reference,
+                                            scores.drift_by_date)
+    write_json(backtest_records(metrics), plots_dir / plot_data.BACKTEST)
     write_json(metrics, args.metrics)
     print(f"evaluate: precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"F1 {metrics['f1']:.3f} at threshold {threshold.probability:.3f}; average precision "
@@ -110,6 +116,10 @@ def main(argv: Sequence[str]) -> None:
         print(f"evaluate: profit on the test split {gain['realised']:,.0f} (expected {gain['expected']:,.0f}) from "
               f"{gain['contacts']:,} contacts; at 0.5: {gain['realised_at_0_5']:,.0f} from "
               f"{gain['contacts_at_0_5']:,}")
+    if "periods" in metrics:
+        named = ", ".join(f"{date} {numbers['average_precision']:.3f}" if numbers["average_precision"] is not None
+                          else f"{date} (one class only)" for date, numbers in metrics["periods"].items())
+        print(f"evaluate: out of time, average precision by test snapshot: {named}")
     note = better_baselines_note(metrics)
     if note:
         print(note)

@@ -5,7 +5,7 @@ directory, after checking that each file is the one dvc.lock records (so a
 stale or modified model is refused before it is unpickled), and writes, for
 every input row in input order:
 
-    <ID columns>, purchase_probability, will_buy, rank, decile
+    <ID columns>, [<time column>,] purchase_probability, will_buy, rank, decile
 
 purchase_probability is calibrated; will_buy is 1 when it reaches the
 threshold chosen by `calibrate`; rank 1 is the most likely buyer; decile 1 is
@@ -19,7 +19,9 @@ one `warning: drift:` line on stderr names the features above --drift-threshold,
 and --drift-report writes every feature's PSI as JSON; scores never depend on it.
 The input needs the ID columns (those of the
 training table, saved with the preprocessor: params.yaml is not read) and every column
-the model was trained on; other columns are ignored. It is read in chunks, so
+the model was trained on; other columns are ignored, but a dated model's time column
+(data.time_column) is passed through beside the IDs, and an input of several dates
+gets one note line (they are ranked as one list). It is read in chunks, so
 memory holds only the IDs and scores of all rows.
 
     python -m stages.predict --input customers.csv --output scores.csv
@@ -48,7 +50,7 @@ from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.cores import usable_cores
 from stages.lib.core.errors import ArtifactError, DataError
 from stages.lib.core.files import write_json
-from stages.lib.core.params_sections import AUTO, ENGINES
+from stages.lib.core.params_types import AUTO, ENGINES
 from stages.lib.core.tables import is_directory_output, is_partitioned, table_format
 from stages.lib.data import drift
 from stages.lib.engines.base import open_engine
@@ -119,6 +121,10 @@ def main(argv: Sequence[str]) -> None:
     if summary.ignored:
         print(f"note: {args.input}: ignored {len(summary.ignored)} column(s) the model does not use: "
               f"{', '.join(map(str, summary.ignored))}", file=sys.stderr)
+    if len(summary.dates) > 1:
+        print(f"note: {args.input}: customers of {len(summary.dates)} snapshot dates ({summary.dates[0]} to "
+              f"{summary.dates[-1]}) were ranked as one list; score one date at a time to rank within it",
+              file=sys.stderr)
     if summary.drift is not None:
         table = drift.drift_table(scorer.preprocessor.drift_reference, summary.drift)
         warning = drift.warning_line(table, args.drift_threshold, summary.rows)

@@ -2,7 +2,8 @@
 
 Reads the table named by data.path (CSV or parquet, or a directory or glob of
 parquet files), checks it against the `data:` schema, splits it into stratified
-train and test sets by seeded keys of the customer IDs, fits missing value
+train and test sets by seeded keys of the customer IDs (with data.time_column: the
+latest snapshot dates are the test set, the dates on each side are printed), fits missing value
 handling and categorical encoding on the training split only and applies it to
 both. The fitted preprocessor is saved so scoring applies the same transform.
 
@@ -38,13 +39,16 @@ def main(argv: Sequence[str]) -> None:
     for output in (args.train, args.test):
         table_format(output)  # an unknown suffix fails now, not after the work
     with open_engine(params.compute.engine) as engine:
-        counts, preprocessor = preprocess_table(engine, args.input, params.data, params.preprocess, params.base.seed,
-                                                args.train, args.test)
+        counts, periods, preprocessor = preprocess_table(engine, args.input, params.data, params.preprocess,
+                                                         params.base.seed, args.train, args.test)
     save_object(preprocessor, args.preprocessor)
     print(
         f"preprocess: {counts.train_rows:,} training rows ({counts.train_buyers / counts.train_rows:.2%} buyers), "
         f"{counts.test_rows:,} test rows, {len(preprocessor.feature_names_out_)} features"
     )
+    if periods is not None:
+        left_out = f" ({counts.left_out_rows:,} rows left out)" if counts.left_out_rows else ""
+        print(f"preprocess: out of time by {params.data.time_column}: {periods.summary()}{left_out}")
 
 if __name__ == "__main__":
     raise SystemExit(run_stage(main))

@@ -4,7 +4,8 @@ LightGBM's hyperparameters by Bayesian search (scikit-optimize's BayesSearchCV),
 the logistic regression's strength by a grid search; with model.family auto both,
 then the two tuned models compared on fresh folds (stages/lib/modeling/search.py says how).
 Cross-validation runs on the processed training split with the resampler inside
-each fold, so no synthetic row reaches a validation fold. The test split is never read.
+each fold, so no synthetic row reaches a validation fold; for a dated table the
+folds are in time order. The test split is never read.
 
     python -m stages.tune --train data/processed/train.parquet \
         --best-params models/best_params.json --metrics metrics/tune.json \
@@ -24,6 +25,7 @@ from stages.lib.engines.base import open_engine
 from stages.lib.modeling.edges import edge_warning, edges_hit
 from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, Recipe
 from stages.lib.modeling.family import choose_model
+from stages.lib.modeling.folds import Timeline
 from stages.lib.modeling.progress import TuningProgress
 
 
@@ -40,10 +42,11 @@ def main(argv: Sequence[str]) -> None:
     searches = params.model.family != LOGISTIC_REGRESSION
     recipe = Recipe(params.model, params.resample, params.base.seed)
     with open_engine(params.compute.engine) as engine:
-        features, y = sample_features(engine, args.train, params.tune.sample_size, params.base.seed,
-                                      params.data.id_columns)
+        features, y, dates = sample_features(engine, args.train, params.tune.sample_size, params.base.seed,
+                                             params.data.id_columns)
+        timeline = Timeline(dates, params.data.gap_periods) if dates is not None else None
         choice = choose_model(engine, features, y, recipe, params.tune,
-                              TuningProgress(params.tune.n_iter, params.tune.scoring) if searches else None)
+                              TuningProgress(params.tune.n_iter, params.tune.scoring) if searches else None, timeline)
     metrics = {"family": choice.chosen.family, "scoring": params.tune.scoring, "cv_folds": params.tune.cv_folds,
                "rows": choice.rows}
     warning = None

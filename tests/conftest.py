@@ -26,7 +26,7 @@ from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers
 from stages.lib.modeling.estimators import Recipe
 from stages.lib.modeling.resampling import resample_training
-from tests.helpers import customers_to_score, dvc, edited_params, git, new_repo, recipe_of, set_key
+from tests.helpers import DATED, customers_to_score, dvc, edited_params, git, new_repo, recipe_of, set_key
 
 # A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
 # (a stage, dvc, git, a signal to a child): each costs seconds of start-up, so the fast command skips them.
@@ -250,26 +250,35 @@ def read_spy(monkeypatch) -> Callable[[object], list[str]]:
     return install
 
 
-@pytest.fixture(scope="session")
-def reproduced_repo(tmp_path_factory, worker_id) -> Path:
-    """A test repository after `dvc repro`, with dvc.lock and metrics committed; built once per test run,
-    by whichever pytest-xdist worker needs it first, while the others wait for it.
-
-    Tests must not change it; one that needs to copies it first (`tests.helpers.copy_repo`).
-    """
+def _reproduced(tmp_path_factory, worker_id, name: str, edits: dict) -> Path:
+    """A test repository with the tests' params and `edits` after `dvc repro`, with dvc.lock and metrics
+    committed; built once per test run, by whichever pytest-xdist worker needs it first, while the others wait
+    for it. Tests must not change it; one that needs to copies it first (`tests.helpers.copy_repo`)."""
     from filelock import FileLock
 
     # The folder every worker's own temporary folder sits in (pytest's own, without workers).
     shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
-    repo, done = shared / "reproduced" / "repo", shared / "reproduced" / "done"
-    with FileLock(str(shared / "reproduced.lock")):
+    repo, done = shared / name / "repo", shared / name / "done"
+    with FileLock(str(shared / f"{name}.lock")):
         if not done.is_file():
-            new_repo(repo)
+            new_repo(repo, edits)
             dvc("repro", cwd=repo)
             git("add", "-A", cwd=repo)
             git("commit", "-q", "-m", "reproduce with the test params", cwd=repo)
             done.touch()
     return repo
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory, worker_id) -> Path:
+    """The tests' params (a single undated export) reproduced (`_reproduced`)."""
+    return _reproduced(tmp_path_factory, worker_id, "reproduced", {})
+
+
+@pytest.fixture(scope="session")
+def reproduced_dated_repo(tmp_path_factory, worker_id) -> Path:
+    """The tests' params made dated (monthly snapshots, the out-of-time split) reproduced (`_reproduced`)."""
+    return _reproduced(tmp_path_factory, worker_id, "reproduced-dated", DATED)
 
 
 @pytest.fixture(scope="session")

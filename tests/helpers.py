@@ -34,13 +34,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 # The params every test starts from: the committed params.yaml's shape, shrunk so a whole
-# `dvc repro` takes seconds of work. SMOTE, not the committed `none`: synthetic rows are where
-# leakage can happen, so the leakage, resampling and end-to-end tests need them; tests of other
-# methods set theirs explicitly.
+# `dvc repro` takes seconds of work; undated (a single export, the random split): DATED turns
+# them into monthly snapshots with the out-of-time split, as the committed params are. SMOTE, not
+# the committed `none`: synthetic rows are where leakage can happen, so the leakage, resampling and
+# end-to-end tests need them; tests of other methods set theirs explicitly.
 TEST_PARAMS: dict[str, Any] = {
     "base": {"seed": 42},
     "compute": {"engine": "local"},
-    "generate": {"rows": 3000, "purchase_rate": 0.04, "truth": "nonlinear"},
+    "generate": {"rows": 3000, "snapshots": 1, "purchase_rate": 0.04, "truth": "nonlinear"},
     "data": {
         "path": "data/raw/customers.csv",
         "target": "purchased",
@@ -48,8 +49,10 @@ TEST_PARAMS: dict[str, Any] = {
         "id_columns": ["customer_id"],
         "categorical_columns": ["gender", "region", "income_band", "device", "traffic_source"],
         "duplicate_ids": "warn",
+        "time_column": None,
+        "gap_periods": 0,
     },
-    "preprocess": {"test_size": 0.2, "rare_category_min_count": 10},
+    "preprocess": {"test_size": 0.2, "test_periods": 1, "rare_category_min_count": 10},
     "resample": {"method": "smote", "k_neighbors": 5, "sampling_strategy": 0.5},
     "model": {"family": "auto", "n_estimators": 30, "threads": "auto"},
     "tune": {
@@ -72,6 +75,10 @@ TEST_PARAMS: dict[str, Any] = {
                   "buyer_value": 20.0},
     "evaluate": {"top_fraction": 0.1, "calibration_bins": 10, "baseline_sample_rows": "auto"},
 }
+
+# Edits that make TEST_PARAMS dated: four monthly snapshots, the last one the test split, so the three
+# training dates make the 2 time-ordered folds of tune and calibrate.
+DATED: dict[str, Any] = {"generate.snapshots": 4, "data.time_column": "snapshot_date"}
 
 DELETE = object()  # an edit that removes the key
 

@@ -134,6 +134,15 @@ def _with(frame: pd.DataFrame, rows, column: str, value) -> pd.DataFrame:
     return frame
 
 
+def _dated(frame: pd.DataFrame, dates: int = 3, typo_row: int | None = None) -> pd.DataFrame:
+    """`frame` as monthly snapshots: its rows cut into `dates` month ends (ISO dates), one date mistyped."""
+    months = pd.date_range("2026-01-31", periods=dates, freq="ME").strftime("%Y-%m-%d").to_numpy(object)
+    stamps = months[np.arange(len(frame)) * dates // len(frame)]
+    if typo_row is not None:
+        stamps[typo_row] = "2026-13-31"
+    return frame.assign(snapshot_date=stamps)
+
+
 def _keep_buyers(frame: pd.DataFrame, buyers: int) -> pd.DataFrame:
     keep = (frame[TARGET_COLUMN] == 0) | (frame[TARGET_COLUMN].eq(1).cumsum() <= buyers)
     return frame[keep]
@@ -224,6 +233,14 @@ CASES = [
                ("'age'", "text in 2 rows", "'forty-two'")),
     _data_case("data-duplicate-ids-as-error", lambda f: pd.concat([f, f.iloc[:3]]),
                ("3 rows repeat a customer ID", "customer_id"), data__duplicate_ids="error"),
+    # A dated export (data.time_column): a date with a typo, a time column that is not there, one date only.
+    _data_case("data-date-with-a-typo", lambda f: _dated(f, typo_row=7), ("'snapshot_date'", "data row 8",
+               "'2026-13-31'", "2026-01-31"), data__time_column="snapshot_date"),
+    _data_case("data-time-column-not-found", lambda f: _dated(f).rename(columns={"snapshot_date": "snapshot"}),
+               ("'snapshot_date'", "data.time_column", "not found", "did you mean 'snapshot'"),
+               data__time_column="snapshot_date"),
+    _data_case("data-a-single-snapshot-date", lambda f: _dated(f, dates=1), ("1 snapshot date (2026-01-31)",
+               "preprocess.test_periods=1", "leave none to train on"), data__time_column="snapshot_date"),
     _data_case("data-test-split-without-buyers", lambda f: _keep_buyers(f, 2),
                ("2 buyer rows", "preprocess.test_size")),
     BadInput("data-csv-cut-in-half", "preprocess", lambda ws: _cut_in_half(ws, ".csv"),

@@ -10,7 +10,7 @@ from sklearn.metrics import brier_score_loss
 
 from stages import calibrate
 from stages.lib.core.errors import DataError
-from stages.lib.core.params_sections import ThresholdParams
+from stages.lib.core.params_model import ThresholdParams
 from stages.lib.core.tables import write_table
 from stages.lib.modeling.calibration import calibrate_and_choose
 from stages.lib.modeling.calibrator import ProbabilityCalibrator

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from stages.lib.core.errors import ParamsError
 from stages.lib.core.params import Params, load_params, parse_params
-from stages.lib.core.params_sections import Dimension
+from stages.lib.core.params_model import Dimension
 from tests.helpers import REPO_ROOT, write_params
 
 

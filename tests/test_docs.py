@@ -11,7 +11,7 @@ import pytest
 
 from docs import build
 from stages.lib.core.params import Params
-from stages.lib.core.params_sections import Dimension
+from stages.lib.core.params_model import Dimension
 from tests.helpers import REPO_ROOT, child_env, copy_repo, customers_to_score, dvc
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]

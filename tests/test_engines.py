@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 
 from stages.lib.core.errors import DataError
+from stages.lib.core.params import parse_params
 from stages.lib.core.tables import read_table
 from stages.lib.data import sampling, split
 from stages.lib.data.examples import parquet_parts_of
-from stages.lib.data.schema import LABEL, split_features
+from stages.lib.data.schema import LABEL, SNAPSHOT, split_features
+from stages.lib.data.synthetic import generate_customers
 from stages.lib.engines.dask.engine import DaskEngine
 from stages.lib.engines.local.engine import LocalEngine
 from stages.lib.evaluation.baselines import fit_baselines
@@ -34,7 +36,7 @@ from stages.lib.modeling.resampling import resample_split
 from stages.lib.modeling.search import tune_hyperparameters
 from stages.lib.scoring.batches import score_held_out
 from stages.lib.scoring.scorer import Scorer
-from tests.helpers import local_dask_engine, recipe_of
+from tests.helpers import DATED, edited_params, local_dask_engine, recipe_of
 
 pytestmark = pytest.mark.dask
 
@@ -49,7 +51,7 @@ def dask_engine():
 
 def preprocessed(engine, table, params, folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
-    counts, preprocessor = split.preprocess_table(engine, table, params.data, params.preprocess,
+    counts, _, preprocessor = split.preprocess_table(engine, table, params.data, params.preprocess,
                                                           params.base.seed, folder / "train.parquet",
                                                           folder / "test.parquet")
     train, test = read_table(folder / "train.parquet"), read_table(folder / "test.parquet")
@@ -71,6 +73,21 @@ def test_both_engines_split_and_preprocess_alike_however_the_table_is_cut(custom
     # The Dask engine writes one file per input file, the local engine one file.
     assert (tmp_path / "local" / "train.parquet").is_file()
     assert len(list((tmp_path / "dask" / "train.parquet").iterdir())) == parts
+
+
+def test_both_engines_split_a_dated_table_out_of_time_alike(dask_engine, tmp_path):
+    """The dates of each side are found from counts the partitions add up: the same test customers, dates and
+    preprocessor from a CSV in this process as from parquet files on the cluster."""
+    params = parse_params(edited_params({**DATED, "generate.rows": 4000}))
+    customers, _ = generate_customers(params.generate, params.base.seed)
+    csv = tmp_path / "customers.csv"
+    customers.to_csv(csv, index=False)
+    local = preprocessed(LocalEngine(1), csv, params, tmp_path / "local")
+    on_dask = preprocessed(dask_engine, parquet_parts_of(customers, tmp_path / "parts", 3), params, tmp_path / "dask")
+    assert pickle.dumps(on_dask[0]) == pickle.dumps(local[0])
+    for ours, theirs in zip(on_dask[1:], local[1:]):
+        pd.testing.assert_frame_equal(ours, theirs)
+    assert local[2][SNAPSHOT].nunique() == 1 and local[1][SNAPSHOT].max() < local[2][SNAPSHOT].min()
 
 
 def test_repeated_ids_keep_their_first_row_across_partitions(engine, customers, params, dask_engine, tmp_path, capsys):

@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score
 
 from stages import evaluate
 from stages.lib.core.files import save_object, write_json
-from stages.lib.core.params_sections import EvaluateParams
+from stages.lib.core.params_model import EvaluateParams
 from stages.lib.core.tables import write_table
 from stages.lib.data import drift
 from stages.lib.data.schema import LABEL, split_features

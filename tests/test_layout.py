@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.lib.core.params_sections import ENGINES
+from stages.lib.core.params_types import ENGINES
 from stages.lib.evaluation import plot_data
 from tests.helpers import REPO_ROOT
 

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from stages.lib.core.params import Params
-from stages.lib.core.params_sections import Section
-from tests.helpers import REPO_ROOT, edited_params, write_params
+from stages.lib.core.params_types import Section
+from tests.helpers import DATED, REPO_ROOT, edited_params, write_params
 
 SPEC = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 PATHS = SPEC["vars"][0]["paths"]
@@ -43,6 +43,8 @@ VARIANTS: list[tuple[str, dict, list[str], Callable[[pd.DataFrame], pd.DataFrame
     ("LightGBM, stopped early", {"tune.early_stopping_rounds": 5, "model.family": "lightgbm"},
      ["tune", "calibrate", "train"], None),
     ("repeated IDs", {}, ["preprocess"], lambda table: pd.concat([table, table.head(5)], ignore_index=True)),
+    # Last: it leaves dated splits behind, which make the later stages fold in time order.
+    ("dated, out of time", DATED, ["generate", "preprocess", "tune", "calibrate", "evaluate"], None),
 ]
 
 

@@ -22,22 +22,17 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML, YAMLError
 
 from stages.lib.core.errors import ParamsError
-from stages.lib.core.params_problems import located, problem, short
-from stages.lib.core.params_sections import (
-    AUTO,
-    BaseParams,
+from stages.lib.core.params_model import (
     CalibrationParams,
-    ComputeParams,
-    DataParams,
     EvaluateParams,
-    GenerateParams,
     ModelParams,
-    PreprocessParams,
     ResampleParams,
-    Section,
     ThresholdParams,
     TuneParams,
 )
+from stages.lib.core.params_problems import located, problem, short
+from stages.lib.core.params_sections import BaseParams, ComputeParams, DataParams, GenerateParams, PreprocessParams
+from stages.lib.core.params_types import AUTO, Section
 
 DEFAULT_PARAMS_PATH = "params.yaml"
 
@@ -97,6 +92,14 @@ def _check_linear_leaves(params: Params, problems: list[str]) -> None:
 def _check_data(data: DataParams, problems: list[str]) -> None:
     if data.target in data.id_columns:
         problems.append(f"{located('data.target')} '{data.target}' is also listed in data.id_columns; list it once")
+    if data.time_column is not None:
+        for key, columns in (("data.id_columns", data.id_columns), ("data.categorical_columns",
+                                                                     data.categorical_columns or [])):
+            if data.time_column in columns:
+                problems.append(f"{located('data.time_column')} '{data.time_column}' is also listed in {key}; "
+                                "a snapshot date is neither: remove it there")
+        if data.time_column == data.target:
+            problems.append(f"{located('data.time_column')} is the target '{data.target}'; name the date column")
     if data.categorical_columns and data.target in data.categorical_columns:
         problems.append(f"{located('data.categorical_columns')} lists the target '{data.target}'; remove it")
     if Path(data.path).suffix.lower() not in ("", ".csv", ".parquet", ".pq"):

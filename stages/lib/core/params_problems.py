@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
 
-from stages.lib.core.params_sections import AUTO, Count, SampleRows
+from stages.lib.core.params_types import AUTO, Count, SampleRows
 
 
 def located(path: str) -> str:

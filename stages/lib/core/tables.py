@@ -92,11 +92,18 @@ def _unreadable(path: Path, fmt: str, error: BaseException) -> DataError:
                      "check the file is complete, or export it again")
 
 
+def concat_parts(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The pieces of one table, in order, as one frame. Pieces without rows are left out (a categorical column
+    written without rows reads back without its levels, and would turn the whole column to text)."""
+    pieces = [frame for frame in frames if len(frame)] or frames[:1]
+    return pieces[0].reset_index(drop=True) if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
+
+
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a CSV or parquet table, or a partitioned one (its files in name order, as one table);
     a missing, empty or unreadable file is a DataError."""
     if is_partitioned(path):
-        return pd.concat([read_table(part, columns) for part in parquet_parts(path)], ignore_index=True)
+        return concat_parts([read_table(part, columns) for part in parquet_parts(path)])
     path, fmt = _readable(path)
     try:
         if fmt == "csv":

@@ -16,6 +16,7 @@ import pandas as pd
 OWN_TABLE_DATA: dict[str, Any] = {
     "path": "data/own/export.csv", "target": "converted", "positive_label": "Yes",
     "id_columns": ["account_ref"], "categorical_columns": None, "duplicate_ids": "warn",
+    "time_column": None, "gap_periods": 0,
 }
 
 

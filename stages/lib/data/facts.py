@@ -60,14 +60,15 @@ class TableFacts:
     @classmethod
     def of(cls, frame: pd.DataFrame, data: DataParams, count_duplicates: bool = True) -> TableFacts:
         numeric_text = {c: as_numbers(frame[c])[1] for c in _text_columns_that_may_be_numeric(frame, data)}
-        has_ids = data.id_columns and set(data.id_columns) <= set(frame.columns)
+        keys = list(data.id_columns) + ([data.time_column] if data.time_column is not None else [])
+        has_ids = data.id_columns and set(keys) <= set(frame.columns)
         return cls(
             header=_empty_like(frame),
             rows=len(frame),
             non_null={str(c): int(n) for c, n in frame.count().items()},
             target_values=list(pd.unique(frame[data.target].dropna())) if data.target in frame.columns else [],
             numeric_text=numeric_text,
-            duplicated_ids=int(frame.duplicated(subset=list(data.id_columns)).sum())
+            duplicated_ids=int(frame.duplicated(subset=keys).sum())
             if has_ids and count_duplicates else 0,
         )
 
@@ -98,5 +99,5 @@ def _text_columns_that_may_be_numeric(frame: pd.DataFrame, data: DataParams) -> 
     (with data.categorical_columns unset, text columns are categorical)."""
     if data.categorical_columns is None:
         return []
-    roles = set(data.id_columns) | {data.target} | set(data.categorical_columns)
+    roles = set(data.id_columns) | {data.target, data.time_column} | set(data.categorical_columns)
     return [c for c in frame.columns if c not in roles and is_text(frame[c])]

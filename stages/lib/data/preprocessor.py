@@ -81,21 +81,23 @@ def _typed_level(value: str, positions: dict[str, int]) -> int:
 
 
 class CustomerPreprocessor(TransformerMixin, BaseEstimator):
-    """A customer table to model features. It also records the ID columns of the
-    training table, which are not features, so that scoring names customers the
-    same way without reading params.yaml (which may have changed since)."""
+    """A customer table to model features. It also records the ID columns and the time column of the
+    training table, which are not features, so that scoring names customers (and passes their
+    snapshot dates through) without reading params.yaml, which may have changed since."""
 
     def __init__(self, numeric_columns: list[str], categorical_columns: list[str],
-                 rare_category_min_count: int = 10, id_columns: list[str] | None = None):
+                 rare_category_min_count: int = 10, id_columns: list[str] | None = None,
+                 time_column: str | None = None):
         self.numeric_columns = numeric_columns
         self.categorical_columns = categorical_columns
         self.rare_category_min_count = rare_category_min_count
         self.id_columns = id_columns
+        self.time_column = time_column
 
     @classmethod
     def for_schema(cls, schema: TableSchema, rare_category_min_count: int) -> CustomerPreprocessor:
         return cls(list(schema.numeric_columns), list(schema.categorical_columns), rare_category_min_count,
-                   list(schema.id_columns))
+                   list(schema.id_columns), schema.time_column)
 
     @property
     def input_columns(self) -> list[str]:

@@ -28,7 +28,7 @@ from stages.lib.core.errors import DataError
 from stages.lib.core.hashing import row_numbers, seeded_hash
 from stages.lib.core.tables import read_table
 from stages.lib.data.quantiles import rank_positions
-from stages.lib.data.schema import LABEL, split_features
+from stages.lib.data.schema import LABEL, SNAPSHOT, split_features
 from stages.lib.engines.base import Engine, Table
 
 # What a key is for: mixed into the hash, so a split key and a sample key of the same number differ.
@@ -154,10 +154,12 @@ def sample_table(engine: Engine, path: Table, rows: int | None, seed: int) -> pd
 
 
 def sample_features(engine: Engine, path: Table, rows: int | None, seed: int,
-                    id_columns: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features and labels of a processed split: every row, or a stratified sample of at most `rows` rows
-    (`sample_table`), chosen where the engine keeps the split."""
-    return split_features(sample_table(engine, path, rows, seed), id_columns, str(path))
+                    id_columns: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """Features, labels and snapshot dates (None: an undated table) of a processed split: every row, or a
+    stratified sample of at most `rows` rows (`sample_table`), chosen where the engine keeps the split."""
+    table = sample_table(engine, path, rows, seed)
+    features, y = split_features(table, id_columns, str(path))
+    return features, y, table[SNAPSHOT].to_numpy() if SNAPSHOT in table.columns else None
 
 
 def read_labels(path: Table) -> np.ndarray:

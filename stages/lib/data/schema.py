@@ -22,6 +22,8 @@ from stages.lib.data.facts import NumericText, TableFacts, is_text
 # in the resampled training table, the flag of rows SMOTE made.
 LABEL = "__label__"
 SYNTHETIC = "__synthetic__"
+# In the processed splits of a dated table (data.time_column): each row's snapshot date, never a feature.
+SNAPSHOT = "__snapshot__"
 
 # A text column is taken for a numeric column with stray text when at least
 # this share of its values parse as numbers.
@@ -35,6 +37,7 @@ class TableSchema:
     id_columns: list[str]
     numeric_columns: list[str]
     categorical_columns: list[str]
+    time_column: str | None = None
 
     @property
     def feature_columns(self) -> list[str]:
@@ -142,7 +145,7 @@ def check_table_facts(facts: TableFacts, data: DataParams, source: str) -> Table
     _check_configured_columns(header, data, source)
     positive_key_of(facts, data, source)
 
-    roles = set(data.id_columns) | {data.target}
+    roles = set(data.id_columns) | {data.target} | ({data.time_column} if data.time_column is not None else set())
     candidates = [c for c in header.columns if c not in roles]
     if not candidates:
         raise DataError(f"{source}: no feature columns besides the ID and target columns")
@@ -183,7 +186,7 @@ def check_table_facts(facts: TableFacts, data: DataParams, source: str) -> Table
         )
 
     _check_duplicate_ids(facts.duplicated_ids, data, source)
-    return TableSchema(list(data.id_columns), numeric, categorical)
+    return TableSchema(list(data.id_columns), numeric, categorical, data.time_column)
 
 
 def _check_configured_columns(frame: pd.DataFrame, data: DataParams, source: str) -> None:
@@ -191,7 +194,8 @@ def _check_configured_columns(frame: pd.DataFrame, data: DataParams, source: str
     header = set(frame.columns)
     problems = []
     for key, columns in (("data.id_columns", data.id_columns),
-                         ("data.categorical_columns", data.categorical_columns or [])):
+                         ("data.categorical_columns", data.categorical_columns or []),
+                         ("data.time_column", [data.time_column] if data.time_column is not None else [])):
         absent = [c for c in columns if c not in header]
         if absent:
             hints = "".join(_did_you_mean(c, frame) for c in absent)
@@ -206,10 +210,9 @@ def _check_configured_columns(frame: pd.DataFrame, data: DataParams, source: str
 def _check_duplicate_ids(duplicated: int, data: DataParams, source: str) -> None:
     if not data.id_columns or not duplicated:
         return
-    message = (
-        f"{source}: {duplicated:,} rows repeat a customer ID ({', '.join(data.id_columns)}); "
-        "deduplicate the export"
-    )
+    keys = ", ".join(data.id_columns) + (f" and {data.time_column}" if data.time_column is not None else "")
+    what = "a customer ID and snapshot date" if data.time_column is not None else "a customer ID"
+    message = f"{source}: {duplicated:,} rows repeat {what} ({keys}); deduplicate the export"
     if data.duplicate_ids == "error":
         raise DataError(message + " or set data.duplicate_ids: warn")
     print(f"warning: {message}, or set data.duplicate_ids: error to stop on this", file=sys.stderr)
@@ -244,4 +247,4 @@ def split_features(frame: pd.DataFrame, id_columns: list[str],
 
 def feature_columns_of(frame: pd.DataFrame, id_columns: list[str]) -> list[str]:
     """The model's input columns of a table written by preprocess or resample: all but IDs, label and flag."""
-    return [c for c in frame.columns if c not in {*id_columns, LABEL, SYNTHETIC}]
+    return [c for c in frame.columns if c not in {*id_columns, LABEL, SYNTHETIC, SNAPSHOT}]

@@ -18,179 +18,60 @@ import pandas as pd
 
 from stages.lib.core.exact import round_significant_bits
 from stages.lib.core.params_sections import GenerateParams
-
-ID_COLUMN = "customer_id"
-TARGET_COLUMN = "purchased"
-PROBABILITY_COLUMN = "true_probability"
-
-REGIONS = {
-    "London": 0.16, "South East": 0.14, "North West": 0.12, "East": 0.10, "West Midlands": 0.09,
-    "South West": 0.09, "Yorkshire": 0.09, "Scotland": 0.08, "East Midlands": 0.07, "Wales": 0.04,
-    "Northern Ireland": 0.015, "Channel Islands": 0.004, "Isle of Man": 0.001,
-}
-DEVICES = {"mobile": 0.58, "desktop": 0.33, "tablet": 0.085, "smart_tv": 0.005}
-TRAFFIC_SOURCES = {
-    "organic": 0.30, "paid_search": 0.22, "direct": 0.17, "email": 0.12, "social": 0.12,
-    "affiliate": 0.05, "referral": 0.018, "partner_app": 0.002,
-}
-GENDERS = {"F": 0.50, "M": 0.47, "X": 0.03}
-INCOME_BANDS = ["<20k", "20-40k", "40-60k", "60-100k", "100k+"]
-
-
-def _choice(rng: np.random.Generator, levels: dict[str, float], n: int) -> np.ndarray:
-    names = np.array(list(levels), dtype=object)
-    probs = np.array(list(levels.values()))
-    return names[rng.choice(len(names), size=n, p=probs / probs.sum())]
-
-
-def _with_missing(rng: np.random.Generator, values: np.ndarray, rate: float) -> np.ndarray:
-    values = values.astype(object if values.dtype == object else float)
-    values[rng.random(len(values)) < rate] = None if values.dtype == object else np.nan
-    return values
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _intercept_for_rate(logit: np.ndarray, rate: float) -> float:
-    """The shift b for which mean(sigmoid(logit + b)) equals `rate` (bisection)."""
-    low, high = -30.0, 30.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        if _sigmoid(logit + mid).mean() < rate:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
+from stages.lib.data.behaviour import (
+    ID_COLUMN,
+    PROBABILITY_COLUMN,
+    SNAPSHOT_COLUMN,
+    TARGET_COLUMN,
+    behaviour,
+    demographics,
+    exported,
+    intercept_for_rate,
+    purchase_logit,
+    sigmoid,
+    traits,
+)
+from stages.lib.data.snapshots import generate_snapshots
 
 
 def generate_customers(params: GenerateParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (customers, true probabilities), both keyed by customer_id."""
+    """Return (customers, true probabilities), both keyed by customer_id (and, with generate.snapshots above 1,
+    snapshot_date: stages.lib.data.snapshots)."""
+    if params.snapshots > 1:
+        return generate_snapshots(params, seed)
     n = params.rows
     rng = np.random.default_rng(seed)
-
-    # Hidden traits, correlated with each other; none is exported.
-    engagement = rng.normal(size=n)
-    loyalty = 0.5 * engagement + np.sqrt(1 - 0.25) * rng.normal(size=n)
-    intent = 0.4 * engagement + 0.3 * loyalty + rng.normal(size=n)
-
-    # Demographics.
-    age = np.clip(rng.normal(42, 14, n), 18, 90).round()
-    gender = _choice(rng, GENDERS, n)
-    region = _choice(rng, REGIONS, n)
-    income_idx = np.clip(np.round(1.8 + 0.03 * (age - 42) + rng.normal(0, 1.1, n)), 0, 4).astype(int)
-    income_band = np.array(INCOME_BANDS, dtype=object)[income_idx]
-    tenure_months = np.minimum(rng.exponential(30 + 20 * (loyalty + 2).clip(0), n), 240).round()
-    household_size = np.clip(rng.poisson(1.6, n) + 1, 1, 8)
-
-    # Website behaviour over the last 30 days.
-    device = _choice(rng, DEVICES, n)
-    traffic_source = _choice(rng, TRAFFIC_SOURCES, n)
-    sessions_30d = rng.poisson(np.exp(0.9 + 0.6 * engagement + 0.25 * intent))
-    active = sessions_30d > 0
-    pages_per_session = np.where(active, np.exp(1.3 + 0.25 * intent + rng.normal(0, 0.45, n)), np.nan).round(2)
-    minutes_per_page = np.exp(-0.1 + 0.15 * engagement + rng.normal(0, 0.5, n))
-    minutes_on_site = (np.nan_to_num(pages_per_session) * sessions_30d * minutes_per_page).round(1)
-    basket_adds_30d = rng.poisson(active * np.exp(-0.9 + 0.55 * intent + 0.2 * engagement))
-    wishlist_adds_30d = rng.poisson(active * np.exp(-1.2 + 0.4 * engagement + 0.2 * intent))
-    checkout_logit = -2.3 + 1.1 * np.log1p(basket_adds_30d) + 0.7 * intent
-    saw_checkout = (rng.random(n) < _sigmoid(checkout_logit) * active).astype(np.int8)
-    checked_delivery_details = (saw_checkout & (rng.random(n) < _sigmoid(-0.6 + 0.9 * intent))).astype(np.int8)
-    promo_clicks_30d = rng.poisson(active * np.exp(-1.0 + 0.35 * engagement + 0.5 * (traffic_source == "email")))
-    days_since_last_visit = np.where(active, rng.integers(0, 30, n), 30 + rng.exponential(60, n).round())
-    email_open_rate = _sigmoid(-0.8 + 0.6 * engagement + rng.normal(0, 0.6, n)).round(3)
-
-    # Purchase history over the last 12 months.
-    orders_12m = rng.poisson(np.exp(-0.2 + 0.8 * loyalty + 0.2 * engagement))
-    has_ordered = orders_12m > 0
-    days_since_last_order = np.where(
-        has_ordered, np.minimum(rng.exponential(365 / (orders_12m + 1.5), n), 365).round(), np.nan
-    )
-    avg_order_value = np.exp(3.6 + 0.25 * income_idx + rng.normal(0, 0.5, n))
-    spend_12m = (orders_12m * avg_order_value).round(2)
-    returns_12m = rng.binomial(orders_12m, np.clip(0.12 + 0.05 * (gender == "F") + rng.normal(0, 0.05, n), 0, 1))
-    loyalty_member = (rng.random(n) < _sigmoid(-1.0 + 1.2 * loyalty)).astype(np.int8)
-    newsletter_subscriber = (rng.random(n) < _sigmoid(-0.5 + 0.5 * engagement)).astype(np.int8)
-
-    if params.truth == "linear":
-        # Log-odds linear in a few complete, exported columns: a logistic regression on them is the ideal scorer.
-        logit = (
-            0.30 * basket_adds_30d
-            + 1.2 * checked_delivery_details
-            + 0.8 * saw_checkout
-            + 0.20 * orders_12m
-            + 0.5 * loyalty_member
-            + 0.15 * promo_clicks_30d
-            - 0.02 * days_since_last_visit
-        )
-    else:
-        # The default truth: saturating, thresholded and interacting effects, and intent never exported.
-        recency = np.nan_to_num(days_since_last_order, nan=400.0)
-        return_ratio = np.where(has_ordered, returns_12m / np.maximum(orders_12m, 1), 0.0)
-        logit = (
-            0.8 * np.log1p(basket_adds_30d)
-            + 0.9 * checked_delivery_details * (1.0 + 0.6 * (device == "desktop") - 0.4 * (device == "mobile"))
-            + 0.4 * saw_checkout
-            + 0.55 * np.tanh((minutes_on_site - 25) / 20)
-            - 0.6 * np.exp(-recency / 4)              # just bought: unlikely to buy again at once
-            + 0.5 * np.exp(-recency / 60)             # recent customers come back
-            + 0.35 * np.log1p(orders_12m)
-            - 1.2 * np.maximum(return_ratio - 0.3, 0)  # serial returners stop buying
-            + 0.25 * np.minimum(promo_clicks_30d, 4) * (income_idx <= 1)   # promos move low incomes
-            - 0.004 * (age - 38) ** 2 / 10
-            + 0.3 * (traffic_source == "email") - 0.25 * (traffic_source == "social")
-            + 0.25 * loyalty_member * (tenure_months > 24)
-            + 0.7 * intent                             # never observed directly
-        )
-    logit = logit + _intercept_for_rate(logit, params.purchase_rate)
-    probability = _sigmoid(logit)
+    engagement, loyalty, intent = traits(rng, n)
+    static = demographics(rng, n, loyalty)
+    c = behaviour(rng, n, engagement, loyalty, intent, static["income_idx"], static["gender"])
+    logit = purchase_logit(params.truth, c, intent, static["age"], static["income_idx"], static["tenure_months"])
+    logit = logit + intercept_for_rate(logit, params.purchase_rate)
+    probability = sigmoid(logit)
     purchased = (rng.random(n) < probability).astype(np.int8)
 
     # Customer IDs are unique but not in row order, as in a real export.
     customer_id = rng.permutation(n) + 100_001
-
-    customers = pd.DataFrame({
-        ID_COLUMN: customer_id,
-        "age": _with_missing(rng, age, 0.03),
-        "gender": _with_missing(rng, gender, 0.05),
-        "region": region,
-        "income_band": _with_missing(rng, income_band, 0.12),
-        "tenure_months": tenure_months,
-        "household_size": household_size,
-        "device": device,
-        "traffic_source": _with_missing(rng, traffic_source, 0.02),
-        "sessions_30d": sessions_30d,
-        "pages_per_session": pages_per_session,
-        "minutes_on_site": minutes_on_site,
-        "basket_adds_30d": basket_adds_30d,
-        "wishlist_adds_30d": wishlist_adds_30d,
-        "saw_checkout": saw_checkout,
-        "checked_delivery_details": checked_delivery_details,
-        "promo_clicks_30d": promo_clicks_30d,
-        "days_since_last_visit": days_since_last_visit,
-        "email_open_rate": _with_missing(rng, email_open_rate, 0.15),
-        "orders_12m": orders_12m,
-        "days_since_last_order": days_since_last_order,
-        "spend_12m": spend_12m,
-        "returns_12m": returns_12m,
-        "loyalty_member": loyalty_member,
-        "newsletter_subscriber": newsletter_subscriber,
-        TARGET_COLUMN: purchased,
-    })
+    customers = exported(rng, {ID_COLUMN: customer_id}, static, c).assign(**{TARGET_COLUMN: purchased})
     # Rounded: np.exp differs in the last bit between CPUs (SVML on AVX-512, glibc elsewhere).
     probabilities = pd.DataFrame({ID_COLUMN: customer_id, PROBABILITY_COLUMN: round_significant_bits(probability)})
     return customers, probabilities
 
 
-def true_probabilities_of(test: pd.DataFrame, truth: pd.DataFrame, id_columns: list[str]) -> np.ndarray | None:
-    """The true probabilities of the test rows, or None when `truth` does not cover every one of them."""
-    if not id_columns:
+def true_probabilities_of(test: pd.DataFrame, truth: pd.DataFrame, id_columns: list[str],
+                          dates: np.ndarray | None = None) -> np.ndarray | None:
+    """The true probabilities of the test rows, joined on the ID columns the truth has (and for a dated
+    split on the snapshot `dates` too), or None when `truth` does not cover every one of them."""
+    keys = [column for column in id_columns if column in truth.columns]
+    if not keys or PROBABILITY_COLUMN not in truth.columns or (dates is not None and SNAPSHOT_COLUMN not in truth):
         return None
-    key = id_columns[0]
-    if key not in truth.columns or PROBABILITY_COLUMN not in truth.columns:
-        return None
-    joined = test[[key]].merge(truth, on=key, how="left", validate="one_to_one")
+    rows = test[keys].reset_index(drop=True)
+    if dates is not None:
+        rows[SNAPSHOT_COLUMN] = dates
+        truth = truth.assign(**{SNAPSHOT_COLUMN: pd.to_datetime(truth[SNAPSHOT_COLUMN]).to_numpy("datetime64[ns]")})
+        keys = keys + [SNAPSHOT_COLUMN]
+    if truth.duplicated(keys).any():
+        return None  # the keys do not name one row of the truth: a dated truth joined without its dates
+    joined = rows.merge(truth, on=keys, how="left", validate="one_to_one")
     if joined[PROBABILITY_COLUMN].isna().any():
         return None
     return joined[PROBABILITY_COLUMN].to_numpy(float)

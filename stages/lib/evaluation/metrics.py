@@ -20,7 +20,7 @@ from sklearn.metrics import (
 
 from stages.lib.core.errors import DataError
 from stages.lib.core.exact import round_significant_digits
-from stages.lib.core.params_sections import EvaluateParams
+from stages.lib.core.params_model import EvaluateParams
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 
 

@@ -14,7 +14,7 @@ from lightgbm import LGBMClassifier
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from stages.lib.core.params_sections import EvaluateParams
+from stages.lib.core.params_model import EvaluateParams
 from stages.lib.modeling.linear import coefficients
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 
@@ -31,8 +31,9 @@ GAINS = "gains.json"
 FEATURE_IMPORTANCE = "feature_importance.json"
 FEATURE_IMPORTANCE_IMAGE = "feature_importance.png"
 CONTRIBUTIONS = "contributions.json"
+BACKTEST = "backtest.json"   # stages.lib.evaluation.periods
 TEST_PLOT_FILES = (ROC, PRECISION_RECALL, CONFUSION, CALIBRATION, GAINS, FEATURE_IMPORTANCE,
-                   FEATURE_IMPORTANCE_IMAGE, CONTRIBUTIONS)
+                   FEATURE_IMPORTANCE_IMAGE, CONTRIBUTIONS, BACKTEST)
 
 
 def downsample_records(curve: pd.DataFrame, order_by: str, max_points: int = MAX_CURVE_POINTS,

@@ -14,20 +14,27 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from stages.lib.core.params_sections import CalibrationParams, ThresholdParams
+from stages.lib.core.params_model import CalibrationParams, ThresholdParams
+from stages.lib.data.dates import date_label
 from stages.lib.engines.base import Engine
 from stages.lib.evaluation.metrics import decision_metrics, profit_metrics
 from stages.lib.modeling.calibrator import ProbabilityCalibrator
 from stages.lib.modeling.estimators import ChosenModel, Recipe
-from stages.lib.modeling.folds import out_of_fold_scores
+from stages.lib.modeling.folds import Timeline, out_of_fold_scores
 from stages.lib.modeling.ranking import ranking_scores
 from stages.lib.modeling.thresholds import choose_threshold, threshold_curve
 
 
 def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe,
-                         calibration: CalibrationParams, objective: ThresholdParams, chosen: ChosenModel):
-    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions of the chosen model."""
-    raw = out_of_fold_scores(engine, features, y, recipe, calibration.cv_folds, chosen.params, chosen.family)
+                         calibration: CalibrationParams, objective: ThresholdParams, chosen: ChosenModel,
+                         timeline: Timeline | None = None):
+    """Return (calibrator, Threshold, report, threshold curve) from out-of-fold predictions of the chosen model;
+    for a dated table (`timeline`), of the rows its time-ordered folds validate, and each date's average
+    precision (`oof_by_period`, a backtest of the training dates)."""
+    raw = out_of_fold_scores(engine, features, y, recipe, calibration.cv_folds, chosen.params, chosen.family,
+                             timeline)
+    scored = ~np.isnan(raw)
+    raw, y = raw[scored], y[scored]
     calibrator = ProbabilityCalibrator(calibration.method).fit(raw, y)
     scores = calibrator.transform(raw)
     threshold = choose_threshold(y, scores, raw, objective)
@@ -46,6 +53,11 @@ def calibrate_and_choose(engine: Engine, features: pd.DataFrame, y: np.ndarray, 
         "oof_brier_raw": float(brier_score_loss(y, raw)),
         "oof_brier_calibrated": float(brier_score_loss(y, scores)),
     }
+    if timeline is not None:
+        dates = timeline.dates[scored]
+        report["oof_by_period"] = {date_label(date): float(average_precision_score(y[dates == date],
+                                                                                    ranking[dates == date]))
+                                   for date in np.unique(dates)}
     if objective.objective == "profit":
         report["oof_profit"] = profit_metrics(y, scores, threshold.flags(scores, raw), objective.buyer_value,
                                               objective.contact_cost)

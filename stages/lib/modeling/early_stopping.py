@@ -12,7 +12,7 @@ from lightgbm import LGBMClassifier, early_stopping
 from sklearn.model_selection import train_test_split
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params_sections import ResampleParams
+from stages.lib.core.params_model import ResampleParams
 from stages.lib.modeling import resampling
 from stages.lib.modeling.estimators import Recipe
 from stages.lib.modeling.folds import Splits, smallest_training_buyers

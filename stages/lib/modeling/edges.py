@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib.core.params_sections import TuneParams
+from stages.lib.core.params_model import TuneParams
 
 # A best value this close to a bound (share of the range, in the prior's scale) sits on the edge.
 EDGE_SHARE = 0.02

@@ -19,7 +19,7 @@ from imblearn.pipeline import Pipeline
 from lightgbm import Booster, LGBMClassifier
 
 from stages.lib.core.errors import ArtifactError
-from stages.lib.core.params_sections import ModelParams, ResampleParams
+from stages.lib.core.params_model import ModelParams, ResampleParams
 from stages.lib.core.tables import parquet_header
 from stages.lib.data.schema import LABEL, feature_columns_of, split_features
 from stages.lib.engines.base import Engine, Table

@@ -22,10 +22,11 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params_sections import AUTO, TuneParams
+from stages.lib.core.params_model import TuneParams
+from stages.lib.core.params_types import AUTO
 from stages.lib.engines.base import Engine
 from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, Recipe
-from stages.lib.modeling.folds import smallest_training_buyers, stratified_splits
+from stages.lib.modeling.folds import Timeline, smallest_training_buyers, stratified_splits, time_splits
 from stages.lib.modeling.progress import TuningProgress
 from stages.lib.modeling.resampling import check_minority_size
 from stages.lib.modeling.search import TuneResult, tune_hyperparameters, tuning_splits
@@ -45,9 +46,9 @@ class LinearResult:
 
 
 def tune_logistic_regression(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe,
-                             tune: TuneParams) -> LinearResult:
+                             tune: TuneParams, timeline: Timeline | None = None) -> LinearResult:
     """The logistic regression's C: a grid search on the LightGBM search's folds, resampling inside each."""
-    folds = tuning_splits(y, tune, recipe)
+    folds = tuning_splits(y, tune, recipe, timeline)
     pipeline = recipe.pipeline(1, family=LOGISTIC_REGRESSION, features=features)
     fits = len(LOGISTIC_C_GRID) * len(folds)
     with engine.parallel(fits) as n_jobs:
@@ -60,11 +61,12 @@ def tune_logistic_regression(engine: Engine, features: pd.DataFrame, y: np.ndarr
 
 @dataclass(frozen=True)
 class FamilyComparison:
-    """Each family's score on the same fresh folds, paired fold by fold."""
+    """Each family's score on the same folds, paired fold by fold."""
 
     lightgbm: list[float]
     logistic_regression: list[float]
     seed: int
+    time_folds: int | None = None   # a dated table: the time-ordered folds (else COMPARISON_FOLDS x REPEATS)
 
     @property
     def difference(self) -> float:
@@ -83,7 +85,9 @@ class FamilyComparison:
         return LIGHTGBM if self.difference > self.standard_error else LOGISTIC_REGRESSION
 
     def to_json(self) -> dict[str, Any]:
-        return {"folds": COMPARISON_FOLDS, "repeats": COMPARISON_REPEATS, "seed": self.seed,
+        folds = {"folds": COMPARISON_FOLDS, "repeats": COMPARISON_REPEATS} if self.time_folds is None else \
+            {"folds": self.time_folds, "repeats": 1, "time_ordered": True}
+        return {**folds, "seed": self.seed,
                 "lightgbm": float(np.mean(self.lightgbm)),
                 "logistic_regression": float(np.mean(self.logistic_regression)),
                 "difference": self.difference, "standard_error": self.standard_error}
@@ -101,16 +105,26 @@ def _fold_score(pipeline, features: pd.DataFrame, y: np.ndarray, train: np.ndarr
 
 
 def compare_families(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe, scoring: str,
-                     lightgbm_params: dict[str, Any], linear_params: dict[str, Any]) -> FamilyComparison:
-    """Both tuned families scored with `scoring` (tune.scoring) on the same fresh repeated stratified folds
-    (resampled inside each training fold); the fits run side by side."""
+                     lightgbm_params: dict[str, Any], linear_params: dict[str, Any],
+                     timeline: Timeline | None = None) -> FamilyComparison:
+    """Both tuned families scored with `scoring` (tune.scoring) on the same folds, resampled inside each training
+    fold, the fits side by side: fresh repeated stratified folds, or for a dated table one time-ordered fold
+    per date that can be validated (an expanding window; these overlap the search's validation dates, so
+    the comparison is not fresh there: docs/metrics.md, "Which model ships")."""
     seed = comparison_seed(recipe.seed)
     buyers = min(int(np.sum(y == 1)), int(np.sum(y == 0)))
     if buyers < COMPARISON_FOLDS:
         raise DataError(f"tuning rows: {buyers} buyer rows cannot fill the {COMPARISON_FOLDS} folds on which "
                         "model.family auto compares the families; set model.family to lightgbm or "
                         "logistic_regression, or use more data")
-    splits = stratified_splits(y, COMPARISON_FOLDS, seed, COMPARISON_REPEATS)
+    if timeline is None:
+        splits = stratified_splits(y, COMPARISON_FOLDS, seed, COMPARISON_REPEATS)
+    else:
+        splits = time_splits(y, timeline, None, "model.family auto's comparison", "tuning rows")
+        if len(splits) < 2:
+            raise DataError("tuning rows: model.family auto compares the families on one time-ordered fold per "
+                            "validated snapshot date and needs two; set model.family to lightgbm or "
+                            "logistic_regression, or export more snapshots")
     check_minority_size(smallest_training_buyers(y, splits), recipe.resample,
                         f"tuning rows, the smallest of the {COMPARISON_FOLDS} comparison training folds")
     fits = 2 * len(splits)
@@ -119,7 +133,7 @@ def compare_families(engine: Engine, features: pd.DataFrame, y: np.ndarray, reci
     with engine.parallel(fits) as n_jobs:
         scores = Parallel(n_jobs=n_jobs)(delayed(_fold_score)(pipeline, features, y, train, test, scoring)
                                          for pipeline in pipelines for train, test in splits)
-    return FamilyComparison(scores[:len(splits)], scores[len(splits):], seed)
+    return FamilyComparison(scores[:len(splits)], scores[len(splits):], seed, len(splits) if timeline else None)
 
 
 @dataclass(frozen=True)
@@ -151,23 +165,27 @@ class ModelChoice:
             return (f"tune: {family} (model.family), best cross-validated {scoring} {score:.4f} "
                     f"on {self.rows:,} rows")
         comparison = self.comparison.to_json()
-        return (f"tune: {family} ships: on {COMPARISON_FOLDS}x{COMPARISON_REPEATS} fresh folds {scoring} "
+        folds = (f"{COMPARISON_FOLDS}x{COMPARISON_REPEATS} fresh folds" if self.comparison.time_folds is None
+                 else f"{self.comparison.time_folds} time-ordered folds")
+        return (f"tune: {family} ships: on {folds} {scoring} "
                 f"LightGBM {comparison['lightgbm']:.4f}, logistic regression {comparison['logistic_regression']:.4f}, "
                 f"difference {comparison['difference']:+.4f} (standard error {comparison['standard_error']:.4f}; "
                 f"LightGBM ships when it wins by more than one) on {self.rows:,} rows")
 
 
 def choose_model(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe, tune: TuneParams,
-                 progress: TuningProgress | None = None) -> ModelChoice:
-    """Tune the families model.family allows and pick the one that ships (model.family auto: compare_families)."""
+                 progress: TuningProgress | None = None, timeline: Timeline | None = None) -> ModelChoice:
+    """Tune the families model.family allows and pick the one that ships (model.family auto: compare_families);
+    with a `timeline`, on time-ordered folds."""
     family = recipe.model.family
-    search = (tune_hyperparameters(engine, features, y, recipe, tune, progress) if family in (AUTO, LIGHTGBM)
-              else None)
-    linear = (tune_logistic_regression(engine, features, y, recipe, tune) if family in (AUTO, LOGISTIC_REGRESSION)
-              else None)
+    search = (tune_hyperparameters(engine, features, y, recipe, tune, progress, timeline)
+              if family in (AUTO, LIGHTGBM) else None)
+    linear = (tune_logistic_regression(engine, features, y, recipe, tune, timeline)
+              if family in (AUTO, LOGISTIC_REGRESSION) else None)
     comparison = None
     if family == AUTO:
-        comparison = compare_families(engine, features, y, recipe, tune.scoring, search.best_params, {"C": linear.C})
+        comparison = compare_families(engine, features, y, recipe, tune.scoring, search.best_params, {"C": linear.C},
+                                      timeline)
         family = comparison.choice
     chosen = (ChosenModel(LIGHTGBM, search.best_params) if family == LIGHTGBM
               else ChosenModel(LOGISTIC_REGRESSION, {"C": linear.C}))

@@ -19,10 +19,10 @@ from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
 from sklearn.neighbors import NearestNeighbors
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params_sections import ResampleParams
+from stages.lib.core.params_model import ResampleParams
 from stages.lib.core.tables import write_table
 from stages.lib.data.sampling import class_counts
-from stages.lib.data.schema import LABEL, SYNTHETIC, categorical_columns_of, split_features
+from stages.lib.data.schema import LABEL, SNAPSHOT, SYNTHETIC, categorical_columns_of, split_features
 from stages.lib.engines.base import Engine
 
 OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
@@ -133,7 +133,9 @@ def resample_training(train: pd.DataFrame, resample: ResampleParams, seed: int,
     else:
         features_out, y_out = features.reset_index(drop=True), y
     n_original, n_out = len(train), len(features_out)
-    ids = train[id_columns].reset_index(drop=True).reindex(range(n_out))
+    # IDs (and snapshot dates) of the original rows; synthetic rows have none.
+    kept = list(id_columns) + ([SNAPSHOT] if SNAPSHOT in train.columns else [])
+    ids = train[kept].reset_index(drop=True).reindex(range(n_out))
     for column in id_columns:
         if pd.api.types.is_integer_dtype(train[column]):
             ids[column] = ids[column].astype("Int64")

@@ -19,11 +19,11 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_validate
 from skopt.space import Categorical, Integer, Real
 
-from stages.lib.core.params_sections import TuneParams
+from stages.lib.core.params_model import TuneParams
 from stages.lib.engines.base import Engine
 from stages.lib.modeling.early_stopping import check_early_stopping_rows, early_stopping_pipeline
 from stages.lib.modeling.estimators import Recipe
-from stages.lib.modeling.folds import Splits, checked_splits
+from stages.lib.modeling.folds import Splits, Timeline, checked_splits
 from stages.lib.modeling.progress import TuningProgress
 from stages.lib.modeling.rounding import RoundingBayesSearchCV
 
@@ -55,19 +55,20 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def tuning_splits(y: np.ndarray, tune: TuneParams, recipe: Recipe) -> Splits:
-    """The folds of LightGBM's search and the logistic regression's grid (tune.cv_folds)."""
-    return checked_splits(y, tune.cv_folds, recipe.seed, recipe.resample, "tune.cv_folds", "tuning rows")
+def tuning_splits(y: np.ndarray, tune: TuneParams, recipe: Recipe, timeline: Timeline | None = None) -> Splits:
+    """The folds of LightGBM's search and the logistic regression's grid (tune.cv_folds; in time order for a
+    dated table)."""
+    return checked_splits(y, tune.cv_folds, recipe.seed, recipe.resample, "tune.cv_folds", "tuning rows", timeline)
 
 
 def tune_hyperparameters(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe, tune: TuneParams,
-                         progress: TuningProgress | None = None) -> TuneResult:
+                         progress: TuningProgress | None = None, timeline: Timeline | None = None) -> TuneResult:
     """Run the search on the engine; return the best params (model keys, no prefix), score and trace.
 
     Each step's tune.n_points x tune.cv_folds fits run side by side on the engine's workers;
     how many at once follows the machine, what each fit is (its rows, params and threads) does not.
     """
-    folds = tuning_splits(y, tune, recipe)
+    folds = tuning_splits(y, tune, recipe, timeline)
     if tune.early_stopping_rounds:
         check_early_stopping_rows(y, folds, recipe.resample, "tuning rows")
     fits = tune.n_points * tune.cv_folds  # a search step's fits, the batch that runs side by side

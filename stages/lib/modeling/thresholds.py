@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.params_sections import ThresholdParams
+from stages.lib.core.params_model import ThresholdParams
 from stages.lib.evaluation.metrics import profit, ranked, top_count
 from stages.lib.modeling.ranking import Threshold, best_first
 

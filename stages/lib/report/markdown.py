@@ -15,7 +15,7 @@ from typing import Any
 from stages.lib.report.formatting import METRICS_FILE, format_change, format_value
 from stages.lib.report.plots import plots_section
 from stages.lib.report.revisions import Revision, describe_revisions, dvc_diff, revision_json
-from stages.lib.report.sections import TUNE_FILE, baselines_section, model_section
+from stages.lib.report.sections import TUNE_FILE, baselines_section, model_section, periods_section
 
 # The decision a reviewer weighs first: how many flagged customers buy, how
 # many buyers are found, and at what threshold.
@@ -124,6 +124,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
         *metrics_section(metrics, order, base_revision, workspace),
         *model_section(revision_json(root, None, TUNE_FILE), revision_json(root, base, TUNE_FILE), base_revision),
         *baselines_section(revision_json(root, None, METRICS_FILE)),
+        *periods_section(revision_json(root, None, METRICS_FILE)),
         *params_section(params, base_revision, workspace),
         *plots_section(root, base_revision, plots_dir, report_dir),
     ]

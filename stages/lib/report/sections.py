@@ -67,3 +67,25 @@ def baselines_section(metrics: Any) -> list[str]:
         lines.append(f"This model ranks customers better than every alternative here "
                      f"({format_value(ours)} average precision).")
     return lines + [""]
+
+
+def periods_section(metrics: Any) -> list[str]:
+    """A dated table's out-of-time test, snapshot by snapshot: the backtest beside the baselines, and drift."""
+    periods = metrics.get("periods") if isinstance(metrics, dict) else None
+    if not periods:
+        return []
+    names = [n for n in BASELINE_NAMES if n in next(iter(periods.values()))["baselines"]]
+    lines = ["## Out of time, by test snapshot", "",
+             "The model learned from earlier snapshot dates only; each row is one test date "
+             "(`metrics.json`'s `periods`; the `dvc plots` backtest draws the average precisions).", "",
+             "| snapshot | rows | buyers | average precision | " + " | ".join(BASELINE_NAMES[n] for n in names)
+             + " | precision | recall | largest drift (PSI) |",
+             "|---|---:|---:|---:|" + "---:|" * len(names) + "---:|---:|---|"]
+    for date, numbers in periods.items():
+        feature, psi = max(numbers["drift_psi"].items(), key=lambda item: item[1])
+        lines.append(f"| {date} | {numbers['rows']:,} | {numbers['buyers']:,} | "
+                     f"{format_value(numbers['average_precision'])} | "
+                     + " | ".join(format_value(numbers["baselines"][n]["average_precision"]) for n in names)
+                     + f" | {format_value(numbers['precision'])} | {format_value(numbers['recall'])} | "
+                     f"{feature} {format_value(psi)} |")
+    return lines + [""]

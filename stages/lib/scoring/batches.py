@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.data import drift
-from stages.lib.data.schema import LABEL, check_scoring_table, split_features
+from stages.lib.data.schema import LABEL, SNAPSHOT, check_scoring_table, split_features
 from stages.lib.engines.base import Engine, Table
 from stages.lib.evaluation.explanations import contributions, empty_reasons, reason_codes
 from stages.lib.modeling.ranking import best_first
@@ -41,6 +41,9 @@ class BatchSummary:
     rows: int
     ignored: list[str]                       # input columns the model does not use
     drift: dict[str, np.ndarray] | None      # each feature's counts in its drift bins (None: no rows)
+    dates: tuple = ()                        # the distinct snapshot dates of the rows (a dated model's input)
+    # A processed dated split: each snapshot date's drift counts, by date (ns since 1970).
+    drift_by_date: dict[int, dict[str, np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ScoringSummary:
     flagged: int                             # customers with will_buy 1
     ignored: list[str]
     drift: dict[str, np.ndarray] | None
+    dates: tuple = ()                        # the input's distinct snapshot dates, in order
 
 
 def score_batch(batch: pd.DataFrame, offset: int, scorer: Scorer, id_columns: list[str], source: str,
@@ -58,13 +62,26 @@ def score_batch(batch: pd.DataFrame, offset: int, scorer: Scorer, id_columns: li
     split, whose label is kept); otherwise customer rows, checked and transformed by the preprocessor."""
     where = f"{source} (rows {offset + 1:,}-{offset + len(batch):,})"
     preprocessor = scorer.preprocessor
+    time_column = preprocessor.time_column
+    by_date = None
     if processed:
         features, y = split_features(batch, id_columns, source)
         counts, ignored = preprocessor.processed_drift_counts(features), []
+        if SNAPSHOT in batch.columns:
+            when = batch[SNAPSHOT].to_numpy("datetime64[ns]").astype(np.int64)
+            by_date = {int(date): preprocessor.processed_drift_counts(features[when == date])
+                       for date in np.unique(when)}
     else:
-        ignored = check_scoring_table(batch, list(id_columns) + preprocessor.input_columns, source)
+        ignored = [c for c in check_scoring_table(batch, list(id_columns) + preprocessor.input_columns, source)
+                   if c != time_column]
         features, counts = preprocessor.transform_and_count(batch[preprocessor.input_columns], where)
     scored = batch[list(id_columns)].reset_index(drop=True)
+    # A dated model's rows keep their snapshot date beside the IDs (the processed split's, or the input's).
+    kept_date = SNAPSHOT if processed else time_column
+    dates = ()
+    if kept_date is not None and kept_date in batch.columns:
+        scored[kept_date] = batch[kept_date].to_numpy()
+        dates = tuple(sorted({str(value) for value in pd.unique(batch[kept_date].dropna())}))
     probability, raw = scorer.scores_of(features) if len(batch) else (np.empty(0), np.empty(0))
     scored[PROBABILITY] = probability
     scored[DECISION] = scorer.threshold.flags(probability, raw).astype(np.int8)
@@ -78,7 +95,7 @@ def score_batch(batch: pd.DataFrame, offset: int, scorer: Scorer, id_columns: li
         reasons = (reason_codes(contributions(scorer.model, features, scorer.threads)[0], features, count)
                    if len(batch) else empty_reasons(count))
         scored = pd.concat([scored, reasons], axis=1)
-    return scored, BatchSummary(len(batch), ignored, counts if len(batch) else None)
+    return scored, BatchSummary(len(batch), ignored, counts if len(batch) else None, dates, by_date)
 
 
 def rank_and_decile(probability: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +126,8 @@ def score_table(engine: Engine, path: Table, output: str | Path, scorer: Scorer,
                                            batch_rows=batch_rows, text_columns=scorer.preprocessor.categorical_columns)
     flagged = int(scorer.threshold.flags(keys[PROBABILITY], keys[RAW]).sum())
     return ScoringSummary(sum(s.rows for s in summaries), flagged, summaries[0].ignored,
-                          drift.added_counts([s.drift for s in summaries]))
+                          drift.added_counts([s.drift for s in summaries]),
+                          tuple(sorted({date for s in summaries for date in s.dates})))
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,8 @@ class HeldOutScores:
     baselines: dict[str, np.ndarray]
     ids: pd.DataFrame                       # the test customers' ID columns, in the same order
     drift: dict[str, np.ndarray] | None     # each feature's counts in its drift bins
+    dates: np.ndarray | None                # a dated split's snapshot date of each row
+    drift_by_date: dict[int, dict[str, np.ndarray]] | None   # each date's drift counts
 
 
 def score_held_out(engine: Engine, path: Table, scorer: Scorer, id_columns: list[str]) -> HeldOutScores:
@@ -132,4 +152,14 @@ def score_held_out(engine: Engine, path: Table, scorer: Scorer, id_columns: list
     return HeldOutScores(
         y=scores[LABEL].to_numpy(np.int8), probability=scores[PROBABILITY].to_numpy(np.float64),
         raw=scores[RAW].to_numpy(np.float64), baselines={name: scores[name].to_numpy() for name in scorer.baselines},
-        ids=scores[list(id_columns)], drift=drift.added_counts([summary.drift for _, summary in pieces]))
+        ids=scores[list(id_columns)], drift=drift.added_counts([summary.drift for _, summary in pieces]),
+        dates=scores[SNAPSHOT].to_numpy("datetime64[ns]") if SNAPSHOT in scores.columns else None,
+        drift_by_date=_added_by_date([summary.drift_by_date for _, summary in pieces]))
+
+
+def _added_by_date(pieces: list[dict | None]) -> dict[int, dict[str, np.ndarray]] | None:
+    pieces = [piece for piece in pieces if piece]
+    if not pieces:
+        return None
+    dates = sorted({date for piece in pieces for date in piece})
+    return {date: drift.added_counts([piece.get(date) for piece in pieces]) for date in dates}

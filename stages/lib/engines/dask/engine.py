@@ -27,8 +27,16 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.files import atomic_directory
-from stages.lib.core.params_sections import AUTO
-from stages.lib.core.tables import PARQUET_SUFFIXES, PART_NAME, is_partitioned, parquet_parts, parquet_rows, write_table
+from stages.lib.core.params_types import AUTO
+from stages.lib.core.tables import (
+    PARQUET_SUFFIXES,
+    PART_NAME,
+    concat_parts,
+    is_partitioned,
+    parquet_parts,
+    parquet_rows,
+    write_table,
+)
 from stages.lib.engines.base import Columns, Engine, PartitionFunction, Table
 from stages.lib.engines.dask.cluster import connected, read_part
 from stages.lib.engines.dask.training import fit_on_workers
@@ -136,7 +144,7 @@ class DaskEngine(Engine):
             return self.client.gather(futures)
 
     def gather(self, path: Table, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        return pd.concat(self.map(_identity, path, columns=columns), ignore_index=True)
+        return concat_parts(self.map(_identity, path, columns=columns))
 
     def repeated_rows(self, path: Table, key_columns: Sequence[str]) -> np.ndarray:
         import dask

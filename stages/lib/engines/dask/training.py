@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.hashing import row_numbers, seeded_hash
+from stages.lib.core.tables import parquet_rows
 from stages.lib.engines.dask.cluster import quiet_logger, read_part
 
 
@@ -25,7 +26,9 @@ def fit_on_workers(client, parts: list[str], offsets: list[int], classifier, col
     """`classifier` fitted on every row of the table whose files are `parts`, on its `columns` and `label`."""
     import dask
 
-    meta = client.submit(_no_rows, parts[0], pure=False).result()
+    # The levels of the categories from a file that has rows (a file without rows keeps none).
+    lengths = client.gather([client.submit(_rows, part, pure=False) for part in parts])
+    meta = client.submit(_no_rows, parts[next((i for i, n in enumerate(lengths) if n), 0)], pure=False).result()
     categories = {c: meta[c].cat.categories for c in meta.columns if isinstance(meta[c].dtype, pd.CategoricalDtype)}
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     seed = classifier.get_params()["random_state"]
@@ -36,6 +39,11 @@ def fit_on_workers(client, parts: list[str], offsets: list[int], classifier, col
                for number, worker in enumerate(workers)]
     rows = sum(client.gather([client.submit(len, future, pure=False) for future in futures]))
     return _fit(futures, meta, list(columns), label, classifier, client), rows
+
+
+def _rows(part) -> int:
+    """A partition's rows: a file's from its footer, or the frame sent to the cluster."""
+    return len(part) if isinstance(part, pd.DataFrame) else parquet_rows(part)
 
 
 def _no_rows(part) -> pd.DataFrame:

@@ -26,8 +26,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from stages.lib.core.cores import local_workers
-from stages.lib.core.params_sections import AUTO
+from stages.lib.core.params_types import AUTO
 from stages.lib.core.tables import (
+    concat_parts,
     is_directory_output,
     is_partitioned,
     iter_table_batches,
@@ -81,7 +82,7 @@ class LocalEngine(Engine):
                 piece.append(part)
             results.append(result)
         for piece, output in zip(pieces, outputs):
-            write_table(pd.concat(piece, ignore_index=True), output)
+            write_table(concat_parts(piece), output)
         return results
 
     def map_and_write(self, function: PartitionFunction, path: Table, output: str | Path, *shared: Any,
@@ -93,7 +94,7 @@ class LocalEngine(Engine):
             frames.append(frame)
             results.append(result)
             offset += len(batch)
-        table = pd.concat(frames, ignore_index=True)
+        table = concat_parts(frames)
         values = {key: table[key].to_numpy() for key in keys}
         table = table.drop(columns=list(dropped)).assign(**finish(*(values[key] for key in keys)))
         (write_partitioned if is_directory_output(output) else write_table)(table, output)
@@ -101,7 +102,7 @@ class LocalEngine(Engine):
 
     def gather(self, path: Table, columns: Sequence[str] | None = None) -> pd.DataFrame:
         frames = [frame for frame, _ in self._each(path, columns)]
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return concat_parts(frames)
 
     def repeated_rows(self, path: Table, key_columns: Sequence[str]) -> np.ndarray:
         keys = self.gather(path, columns=key_columns)

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 from ruamel.yaml import YAML
 
+from benchmarks import time_split
 from benchmarks.markdown import measured_on
 from stages.lib.core.params import Params
 from stages.lib.core.params_model import Dimension
@@ -263,6 +264,7 @@ CEILING_RESULTS = [f"{RESULTS}/commit-unrecorded/{name}.json"
                    for name in ("ceiling-60k", "family-ceiling-60k", "ceiling-60k-n-iter-40")]
 QUALITY_RESULTS = {f"{RESULTS}/commit-unrecorded/quality.json": "generated",
                    f"{RESULTS}/commit-unrecorded/linear-truth-60k.json": "generated, `generate.truth: linear`"}
+TIME_SPLIT_RESULT = f"{RESULTS}/6b0bcdea6ca3/time-split-60k.json"
 
 
 def _measured_on(result: dict[str, Any], path: str) -> str:
@@ -354,6 +356,28 @@ def ceiling_table(read: Reader = working_tree) -> str:
     return "\n".join(lines)
 
 
+def search_edges(read: Reader = working_tree) -> str:
+    """Where the committed search's best candidate lies: the same `edges` the tune stage warns from."""
+    tune = json.loads(read("metrics/tune.json"))
+    edges = (tune.get("lightgbm") or {}).get("edges")
+    if edges is None:
+        said = "The committed run did not search LightGBM (`model.family`), so no edge was checked."
+    elif not edges:
+        said = "The committed run's best candidate is on no edge of the search space."
+    else:
+        said = ("The committed run's best candidate is at " + ", ".join(
+            f"the {end} end of `{name}`" for name, end in edges.items())
+            + ": tune printed a `warning:` naming the range to widen.")
+    return "\n".join([_begin("search edges"), "", said, "", _end("search edges")])
+
+
+def time_split_table(read: Reader = working_tree) -> str:
+    """The dated default split out of time beside a random split of the same rows, one row per seed."""
+    result = json.loads(read(TIME_SPLIT_RESULT))
+    return "\n".join([_begin("time split"), "", f"From `python -m benchmarks.run {result['config']}` "
+                      f"(`{TIME_SPLIT_RESULT}`):", "", time_split.summary(result), _end("time split")])
+
+
 def _replace(text: str, name: str, block: str) -> str:
     pattern = re.compile(re.escape(_begin(name)) + r".*?" + re.escape(_end(name)), re.DOTALL)
     if not pattern.search(text):
@@ -370,8 +394,9 @@ def generated(read: Reader = working_tree) -> dict[str, Callable[[str], str]]:
         "docs/parameters.md": lambda _text: parameters_page(read),
         "README.md": lambda text: _replace(text, "headline metrics", headline_metrics(read)),
         "docs/performance.md": lambda text: _replace(text, "performance", performance_tables(read)),
-        "docs/metrics.md": lambda text: _replace(_replace(text, "quality", quality_table(read)), "ceiling",
-                                                 ceiling_table(read)),
+        "docs/experiments.md": lambda text: _replace(text, "search edges", search_edges(read)),
+        "docs/metrics.md": lambda text: _replace(_replace(_replace(text, "quality", quality_table(read)), "ceiling",
+                                                          ceiling_table(read)), "time split", time_split_table(read)),
     }
 
 

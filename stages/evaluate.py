@@ -31,7 +31,7 @@ from stages.lib.data.sampling import read_labels, sample_features
 from stages.lib.data.synthetic import true_probabilities_of
 from stages.lib.engines.base import open_engine
 from stages.lib.evaluation import images, plot_data
-from stages.lib.evaluation.baselines import baseline_metrics, better_baselines_note, fit_baselines
+from stages.lib.evaluation.baselines import baseline_metrics, baselines_note, fit_baselines
 from stages.lib.evaluation.explanations import mean_absolute_contributions
 from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
 from stages.lib.evaluation.periods import backtest_records, period_metrics
@@ -79,7 +79,7 @@ def main(argv: Sequence[str]) -> None:
     reference = preprocessor.drift_reference
     test_drift = drift.drift_table(reference, scores.drift).set_index("feature")["psi"]
     y, probability, raw = scores.y, scores.probability, scores.raw
-    metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate)
+    metrics = evaluate_scores(y, probability, raw, threshold, params.evaluate, seed)
     if saved.get("objective") == "profit":
         metrics["profit"] = profit_report(y, probability, threshold.flags(probability, raw), saved["buyer_value"],
                                           saved["contact_cost"])
@@ -120,7 +120,7 @@ def main(argv: Sequence[str]) -> None:
         named = ", ".join(f"{date} {numbers['average_precision']:.3f}" if numbers["average_precision"] is not None
                           else f"{date} (one class only)" for date, numbers in metrics["periods"].items())
         print(f"evaluate: out of time, average precision by test snapshot: {named}")
-    note = better_baselines_note(metrics)
+    note = baselines_note(metrics)
     if note:
         print(note)
 

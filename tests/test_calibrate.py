@@ -141,6 +141,29 @@ def test_calibration_keeps_the_ranking(method):
     assert np.all(np.diff(calibrated[order]) >= -1e-12)
 
 
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_no_calibrated_probability_is_exactly_0_or_1(method):
+    # Scores that separate well at both ends: plain isotonic regression gives its lowest block (no buyer)
+    # exactly 0 and its highest (no non-buyer) exactly 1.
+    rng = np.random.default_rng(6)
+    scores = rng.random(5000)
+    y = (rng.random(5000) < np.where(scores < 0.3, 0.0, np.where(scores > 0.97, 1.0, scores))).astype(int)
+    from sklearn.isotonic import IsotonicRegression
+    plain = IsotonicRegression(out_of_bounds="clip").fit(scores, y).predict(scores)
+    assert (plain == 0).sum() > 1000 and (plain == 1).sum() > 50
+    new = rng.random(5000) * 1.2 - 0.1  # beyond the fitted range at both ends too
+    calibrated = ProbabilityCalibrator(method).fit(scores, y).transform(new)
+    assert np.all((calibrated > 0) & (calibrated < 1))
+    if method == "isotonic":
+        lowest, highest = (plain == 0).sum(), (plain == 1).sum()
+        # The Jeffreys estimate of each end block's rate, and the isotonic values everywhere else.
+        assert calibrated.min() == pytest.approx(0.5 / (lowest + 1))
+        assert calibrated.max() == pytest.approx(1 - 0.5 / (highest + 1))
+        inside = (plain[np.argsort(scores)] > 0) & (plain[np.argsort(scores)] < 1)
+        again = ProbabilityCalibrator(method).fit(scores, y).transform(np.sort(scores))
+        assert np.allclose(again[inside], np.sort(plain)[inside], rtol=0, atol=1e-15)
+
+
 def test_no_calibration_is_the_identity():
     y, scores, _ = overconfident_scores(500, seed=4)
     assert np.array_equal(ProbabilityCalibrator("none").fit(scores, y).transform(scores), scores)

@@ -7,6 +7,7 @@ A real cluster here is a `dask scheduler` and two `dask worker` processes on
 from __future__ import annotations
 
 import pickle
+import re
 
 import pandas as pd
 import pytest
@@ -134,6 +135,9 @@ def test_scoring_partitions_on_dask_gives_the_local_scores(reproduced_repo, dask
                            "--output", on_dask, "--explain", "2", "--drift-report", dask_drift,
                            cwd=reproduced_repo, env=dask_cluster.env())
     assert "scored 900 customers" in result.stdout
+    # The output names the cluster that did the work.
+    assert re.search(rf"^dask: on the Dask scheduler at {re.escape(dask_cluster.address)}: [1-9]\d* workers, "
+                     r"[1-9]\d* threads$", result.stdout, re.MULTILINE), result.stdout
     assert sorted(p.name for p in on_dask.iterdir()) == [f"part-{i:05d}.parquet" for i in range(4)]
     pd.testing.assert_frame_equal(pd.read_parquet(on_dask), pd.read_parquet(local))
     assert read_json(dask_drift) == read_json(local_drift)  # the same counts, added up over partitions

@@ -66,8 +66,12 @@ def test_a_worker_killed_mid_fit_is_one_error_line_and_leaves_the_outputs(reprod
 
 @pytest.fixture
 def dask_train(raw_params, resampled_table, tmp_path):
-    """Runs train with compute.engine dask against an address; returns (exit code, stderr, seconds) and
-    checks that the model files already there were left as they were."""
+    """Runs train with compute.engine dask against an address; returns (exit code, stdout, stderr) and
+    checks that the model files already there were left as they were.
+
+    No test here times the stage: a hang is the subprocess timeout (HANG), far above any start-up a
+    loaded machine stretches; that the error comes before the work is shown by the output, which
+    lacks the line the engine prints once connected (`dask: on ...`)."""
     raw_params["compute"]["engine"] = "dask"
     params_path = write_params(raw_params, tmp_path / "params.yaml")
     write_table(resampled_table, tmp_path / "train.parquet")
@@ -76,16 +80,18 @@ def dask_train(raw_params, resampled_table, tmp_path):
     for output in outputs:
         output.write_text("the model of an earlier run\n")
 
-    def run(address: str) -> tuple[int, str, float]:
+    def run(address: str) -> tuple[int, str, str]:
         before = snapshot(outputs)
-        started = time.monotonic()
         result = python_module("stages.train", "--params", params_path, "--train", tmp_path / "train.parquet",
                                "--best-params", tmp_path / "best.json", "--model", outputs[0],
-                               "--model-text", outputs[1], check=False, timeout=120,
+                               "--model-text", outputs[1], check=False, timeout=HANG,
                                env=child_env(DASK_SCHEDULER_ADDRESS=address))
         assert snapshot(outputs) == before
-        return result.returncode, result.stderr, time.monotonic() - started
+        return result.returncode, result.stdout, result.stderr
     return run
+
+
+HANG = 600  # seconds: a stage still running then is hung, whatever the machine's load
 
 
 def one_error(stderr: str) -> str:
@@ -99,9 +105,9 @@ def one_error(stderr: str) -> str:
 def test_a_cluster_without_the_projects_code_is_one_line_not_a_hang(dask_train, tmp_path, scheduler_has_code, who):
     with running_cluster(tmp_path, workers=1, scheduler_has_code=scheduler_has_code,
                          workers_have_code=not scheduler_has_code) as cluster:
-        code, stderr, seconds = dask_train(cluster.address)
+        code, stdout, stderr = dask_train(cluster.address)
     line = one_error(stderr)
-    assert code == 2 and seconds < 30
+    assert code == 2 and "dask: on" not in stdout and "train:" not in stdout
     assert line.startswith(f"error: {who} {cluster.address} cannot import this project's code")
     assert "No module named 'stages'" in line and "PYTHONPATH" in line
 
@@ -134,16 +140,16 @@ def silent_listener():
 
 def test_a_port_held_by_another_program_is_one_line_not_a_hang(dask_train):
     with silent_listener() as address:
-        code, stderr, seconds = dask_train(address)
+        code, stdout, stderr = dask_train(address)
     line = one_error(stderr)
-    assert code == 2 and seconds < 60, seconds
+    assert code == 2 and "dask: on" not in stdout
     assert line.startswith(f"error: cannot reach the Dask scheduler at {address}") and "unset it" in line
 
 
 def test_an_unreachable_scheduler_is_one_line_not_a_hang(dask_train):
     address = f"tcp://127.0.0.1:{free_port()}"
-    code, stderr, seconds = dask_train(address)
-    assert code == 2 and seconds < 60, seconds
+    code, stdout, stderr = dask_train(address)
+    assert code == 2 and "dask: on" not in stdout
     assert one_error(stderr).startswith(f"error: cannot reach the Dask scheduler at {address}")
 
 

@@ -53,6 +53,25 @@ def test_a_changed_source_makes_its_generated_part_stale():
     assert build.stale(with_better_metrics) == ["README.md"]
 
 
+def test_the_sentence_about_the_search_edges_is_written_from_the_committed_tune_metrics():
+    base = _consistent(build.committed)
+
+    def with_edges(edges):
+        def read(path: str) -> str:
+            if path != "metrics/tune.json":
+                return base(path)
+            tune = json.loads(base(path))
+            tune["lightgbm"]["edges"] = edges
+            return json.dumps(tune)
+        return read
+
+    assert "on no edge" in build.search_edges(with_edges({}))
+    said = build.search_edges(with_edges({"reg_lambda": "high", "min_child_samples": "low"}))
+    assert "at the high end of `reg_lambda`, the low end of `min_child_samples`" in said and "no edge" not in said
+    committed = json.loads(base("metrics/tune.json"))["lightgbm"]["edges"]
+    assert build.stale(with_edges({"learning_rate": "low"} if not committed else {})) == ["docs/experiments.md"]
+
+
 def _tracked() -> set[Path]:
     """The files git tracks, and their folders: what a fresh clone has."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.lib.report.markdown import HEADLINE, format_change, format_value, model_section
+from stages.lib.evaluation.comparison import combined_standard_error, compare
+from stages.lib.report.data_change import data_changes
+from stages.lib.report.markdown import HEADLINE, format_change, format_value, model_section, side_by_side_sentence
 from stages.lib.report.revisions import Revision
 from tests.helpers import copy_repo, dvc, edit_params_file, git, python_module
 
@@ -50,6 +52,12 @@ def test_report_shows_precision_and_recall_of_both_commits_and_the_delta(two_com
             metric, format_value(old[metric]), format_value(new[metric]),
             format_change({"old": old[metric], "new": new[metric], "diff": new[metric] - old[metric]}),
         ]
+    # The average precision's change is a claim only beyond both runs' bootstrap noise.
+    measured = compare(new["average_precision"], old["average_precision"],
+                       combined_standard_error(new["average_precision_se"], old["average_precision_se"]))
+    assert (f"Average precision {format_value(old['average_precision'])} → {format_value(new['average_precision'])}: "
+            f"{measured.of('this run')} ({measured.evidence()})." in report)
+    assert "The data changed" not in report  # a threshold param is not a data change
     # Headline metrics come first, in the order a reviewer weighs them.
     positions = [report.index(f"| **{name}** |") for name in HEADLINE]
     assert positions == sorted(positions)
@@ -86,21 +94,36 @@ def test_a_base_dvc_cannot_read_is_a_visible_warning(two_commits, tmp_path):
     assert "warning: failed to load metrics" in result.stderr
 
 
-def test_the_report_says_plainly_when_a_baseline_wins():
+def test_the_report_says_better_only_when_the_paired_bootstrap_does():
     from stages.lib.report.markdown import baselines_section
 
+    se = "average_precision_difference_se"
     metrics = {"average_precision": 0.40, "roc_auc": 0.9, "precision_at_k": 0.3, "capture_rate_at_top": 0.7,
                "top_fraction": 0.1,
                "baselines": {"logistic_regression": {"average_precision": 0.45, "roc_auc": 0.91,
-                                                     "precision_at_k": 0.31, "capture_rate_at_top": 0.72},
+                                                     "precision_at_k": 0.31, "capture_rate_at_top": 0.72, se: 0.01},
                              "default_lightgbm": {"average_precision": 0.35, "roc_auc": 0.88,
-                                                  "precision_at_k": 0.28, "capture_rate_at_top": 0.65}}}
+                                                  "precision_at_k": 0.28, "capture_rate_at_top": 0.65, se: 0.01}}}
     text = "\n".join(baselines_section(metrics))
     assert "| average precision | 0.4000 | 0.4500 | 0.3500 |" in text
-    assert "**logistic regression (0.4500) ranks customers better than this model" in text
-    metrics["baselines"]["logistic_regression"]["average_precision"] = 0.39
+    assert "**logistic regression (0.4500; this model minus it -0.0500, 95 % interval -0.0696 to -0.0304) " \
+           "ranks customers better than this model" in text
+    # The user's case: a baseline 0.006 below, standard error 0.0108: no clear difference, not a win.
+    metrics["average_precision"], metrics["baselines"]["logistic_regression"].update(
+        {"average_precision": 0.6635, se: 0.0108})
+    metrics["average_precision"] = 0.6695
+    metrics["baselines"]["default_lightgbm"]["average_precision"] = 0.60
     text = "\n".join(baselines_section(metrics))
-    assert "better than every alternative" in text and "**" not in text
+    assert "better than every alternative" not in text and "**" not in text
+    assert "No clear difference between this model (0.6695 average precision) and logistic regression (0.6635; " \
+           "this model minus it +0.0060, 95 % interval -0.0152 to +0.0272)" in text
+    # The committed default's case: ahead of both by more than 1.96 standard errors.
+    metrics["baselines"]["logistic_regression"]["average_precision"] = 0.62
+    text = "\n".join(baselines_section(metrics))
+    assert "This model ranks customers better than every alternative here (0.6695 average precision; " in text
+    # No standard error recorded (a result from before it was): never a claim.
+    del metrics["baselines"]["default_lightgbm"][se]
+    assert "No clear difference between this model" in "\n".join(baselines_section(metrics))
 
 
 def test_the_model_section_says_which_family_ships_and_when_it_changed():
@@ -109,9 +132,43 @@ def test_the_model_section_says_which_family_ships_and_when_it_changed():
                   "standard_error": 0.004}
     now = {"family": "lightgbm", "scoring": "average_precision", "comparison": comparison}
     text = "\n".join(model_section(now, {"family": "lightgbm"}, base))
-    assert "Ships **LightGBM**, as main did." in text and "difference +0.0200 (standard error 0.0040)" in text
+    assert "Ships **LightGBM**, as main did." in text
+    assert ": LightGBM better (+0.0200, 95 % interval +0.0122 to +0.0278). LightGBM ships only when it wins by " \
+           "more than one standard error (0.0040)." in text
+    within = dict(now, comparison=dict(comparison, standard_error=0.015))
+    assert ": no clear difference (+0.0200, 95 % interval -0.0094 to +0.0494)" in "\n".join(
+        model_section(within, None, base))
     text = "\n".join(model_section(now, {"family": "logistic_regression"}, base))
     assert "**The model family changed: logistic regression (main) → LightGBM.**" in text
     by_hand = "\n".join(model_section({"family": "logistic_regression"}, None, base))
     assert "Ships **logistic regression**." in by_hand and "no comparison was run" in by_hand
     assert model_section(None, None, base) == []
+
+
+def _lock(table_md5: str) -> str:
+    return ("schema: '2.0'\nstages:\n  preprocess:\n    deps:\n    - path: data/own/export.csv\n"
+            f"      md5: {table_md5}\n    - path: stages/preprocess.py\n      md5: abc\n")
+
+
+@pytest.mark.parametrize("subject", ["target", "table"])
+def test_a_run_on_other_data_is_shown_side_by_side_not_as_a_change(tmp_path, subject):
+    git("init", "-q", cwd=tmp_path)
+    (tmp_path / "dvc.lock").write_text(_lock("aaa"))
+    git("add", "dvc.lock", cwd=tmp_path)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base", cwd=tmp_path)
+    params_diff = {"params.yaml": {"threshold.objective": {"old": "f1", "new": "top_fraction"}}}
+    assert data_changes(tmp_path, "HEAD", params_diff) == []
+    if subject == "target":
+        params_diff["params.yaml"]["data.target"] = {"old": "purchased", "new": "converted"}
+        expected = "`data.target` purchased → converted"
+    else:
+        (tmp_path / "dvc.lock").write_text(_lock("bbb"))
+        expected = "the table's content (dvc.lock's hash of preprocess's input)"
+    changes = data_changes(tmp_path, "HEAD", params_diff)
+    assert changes == [expected]
+    metrics = {"metrics/metrics.json": {"precision": {"old": 0.4786, "new": 0.5575, "diff": 0.0789},
+                                        "recall": {"old": 0.4188, "new": 0.7513, "diff": 0.3325}}}
+    sentence = side_by_side_sentence(metrics, changes, Revision("main", ""), Revision("workspace", ""))
+    assert sentence.startswith(f"**The data changed since main: {expected}.**")
+    assert "main: precision 0.4786, recall 0.4188; workspace: precision 0.5575, recall 0.7513." in sentence
+    assert "+0.0789" not in sentence and "→" not in sentence.split("**")[2]

@@ -95,7 +95,9 @@ class TuneParams(Section):
 class CalibrationParams(Section):
     """Maps scores to probabilities, fitted on out-of-fold predictions of the training split."""
 
-    method: Literal[CALIBRATION_METHODS] = _doc("`none`, `sigmoid` (Platt) or `isotonic`.")
+    method: Literal[CALIBRATION_METHODS] = _doc(
+        "`none`, `sigmoid` (Platt) or `isotonic`; neither calibration gives a probability of exactly 0 or 1 "
+        "(isotonic: an end block without buyers gets the Jeffreys estimate 0.5 / (rows + 1)).")
     cv_folds: int = _doc("Folds for the out-of-fold predictions.", default=3, ge=2)
     sample_rows: SampleRows = _doc(
         "Out-of-fold predictions on a stratified sample, as tune.sample_rows: `auto` is every row up to "

@@ -15,8 +15,6 @@ scored on the test split alone.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
@@ -24,6 +22,7 @@ from lightgbm import LGBMClassifier
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from stages.lib.engines.base import Engine
+from stages.lib.evaluation.comparison import compare
 from stages.lib.evaluation.metrics import paired_bootstrap_se, top_of_list_metrics
 from stages.lib.modeling.linear import logistic_regression
 
@@ -68,18 +67,17 @@ def baseline_metrics(scores: dict[str, np.ndarray], y: np.ndarray, top_fraction:
     return results
 
 
-def better_baselines_note(metrics: dict) -> str | None:
-    """One line naming every baseline whose test average precision beats the model's, with the gap; None
-    when the model ranks at least as well as each."""
+def baselines_note(metrics: dict) -> str | None:
+    """One line naming every baseline the model does not clearly beat (stages.lib.evaluation.comparison's
+    rule): one that ranks better, or one within the noise; None when the model is clearly better than each."""
     model = metrics["average_precision"]
-    better = sorted(((numbers["average_precision"], name) for name, numbers in metrics.get("baselines", {}).items()
-                     if numbers["average_precision"] > model), reverse=True)
-    if not better:
+    measured = {name: compare(model, numbers["average_precision"], numbers.get("average_precision_difference_se"))
+                for name, numbers in metrics.get("baselines", {}).items()}
+    named = [f"{name} {metrics['baselines'][name]['average_precision']:.4f} "
+             f"({'ranks better' if m.verdict == 'worse' else 'no clear difference'}; model minus it {m.evidence()})"
+             for name, m in sorted(measured.items(), key=lambda item: item[1].difference) if m.verdict != "better"]
+    if not named:
         return None
-    baselines = metrics["baselines"]
-    named = ", ".join(f"{name} {score:.4f} (+{score - model:.4f}, standard error "
-                      f"{baselines[name].get('average_precision_difference_se', math.nan):.4f})"
-                      for score, name in better)
-    return (f"note: on the test split a baseline ranks better than the model (average precision {model:.4f}): "
-            f"{named}; metrics.json's baselines have the rest")
+    return (f"note: on the test split the model (average precision {model:.4f}) is not clearly better than "
+            f"{'; '.join(named)}; metrics.json's baselines have the rest")
 

@@ -61,7 +61,7 @@ def top_of_list_metrics(y: np.ndarray, scores: np.ndarray, fraction: float) -> d
 
 
 def evaluate_scores(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, threshold: Threshold,
-                    settings: EvaluateParams) -> dict:
+                    settings: EvaluateParams, seed: int) -> dict:
     """Every test metric: decisions at the chosen threshold, ranking in the model's order, probabilities."""
     flagged = threshold.flags(probability, raw)
     ranking = ranking_scores(probability, raw)
@@ -69,6 +69,7 @@ def evaluate_scores(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, thr
     # Ranking first: `dvc exp show` and the report list a file's metrics in this order.
     metrics = {
         "average_precision": float(average_precision_score(y, ranking)),
+        "average_precision_se": bootstrap_se(y, ranking, seed),
         "roc_auc": float(roc_auc_score(y, ranking)),
         **decision_metrics(y, flagged),
         "threshold": threshold.probability,
@@ -159,20 +160,37 @@ def weighted_average_precision(order: np.ndarray, y: np.ndarray, ends: np.ndarra
     return float(np.sum(np.diff(tp, prepend=0.0) / tp[-1] * precision))
 
 
+def _bootstrap_average_precisions(y: np.ndarray, scores: list[np.ndarray], seed: int, resamples: int) -> np.ndarray:
+    """Each score's average precision on `resamples` Poisson(1) reweightings of the same customers (one row
+    each; a resample without a buyer is left out)."""
+    rng = np.random.default_rng(seed)
+    orders = [ranked(y, score) for score in scores]
+    rows = []
+    for _ in range(resamples):
+        weights = rng.poisson(1.0, len(y)).astype(np.float64)
+        first = weighted_average_precision(*orders[0], weights)
+        if not math.isnan(first):
+            rows.append([first] + [weighted_average_precision(*order, weights) for order in orders[1:]])
+    return np.array(rows).reshape(-1, len(scores))
+
+
+def _spread(values: np.ndarray) -> float:
+    # Rounded to 4 significant digits: it is a measure of noise.
+    return round_significant_digits(float(np.std(values, ddof=1)), 4) if len(values) > 1 else math.nan
+
+
 def paired_bootstrap_se(y: np.ndarray, score: np.ndarray, other: np.ndarray, seed: int,
                         resamples: int = BOOTSTRAP_RESAMPLES) -> float:
     """Standard error of average_precision(score) - average_precision(other) on the same customers.
 
     A paired (Poisson) bootstrap: each resample weights every customer by a Poisson(1) count, the
-    same weights for both scores, so what the two rankings share cancels. Rounded to 4 significant
-    digits: it is a measure of noise.
+    same weights for both scores, so what the two rankings share cancels.
     """
-    rng = np.random.default_rng(seed)
-    ours, theirs = ranked(y, score), ranked(y, other)
-    differences = []
-    for _ in range(resamples):
-        weights = rng.poisson(1.0, len(y)).astype(np.float64)
-        mine = weighted_average_precision(*ours, weights)
-        if not math.isnan(mine):
-            differences.append(mine - weighted_average_precision(*theirs, weights))
-    return round_significant_digits(float(np.std(differences, ddof=1)), 4) if len(differences) > 1 else math.nan
+    both = _bootstrap_average_precisions(y, [score, other], seed, resamples)
+    return _spread(both[:, 0] - both[:, 1])
+
+
+def bootstrap_se(y: np.ndarray, score: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> float:
+    """Standard error of average_precision(score) itself, by the same bootstrap: what two runs' test average
+    precisions are compared with (stages.lib.evaluation.comparison.combined_standard_error)."""
+    return _spread(_bootstrap_average_precisions(y, [score], seed, resamples)[:, 0])

@@ -25,6 +25,7 @@ from stages.lib.core.errors import DataError
 from stages.lib.core.params_model import TuneParams
 from stages.lib.core.params_types import AUTO
 from stages.lib.engines.base import Engine
+from stages.lib.evaluation.comparison import Comparison
 from stages.lib.modeling.estimators import LIGHTGBM, LOGISTIC_REGRESSION, ChosenModel, Recipe
 from stages.lib.modeling.folds import Timeline, smallest_training_buyers, stratified_splits, time_splits
 from stages.lib.modeling.progress import TuningProgress
@@ -167,10 +168,11 @@ class ModelChoice:
         comparison = self.comparison.to_json()
         folds = (f"{COMPARISON_FOLDS}x{COMPARISON_REPEATS} fresh folds" if self.comparison.time_folds is None
                  else f"{self.comparison.time_folds} time-ordered folds")
+        measured = Comparison(comparison["difference"], comparison["standard_error"])
         return (f"tune: {family} ships: on {folds} {scoring} "
-                f"LightGBM {comparison['lightgbm']:.4f}, logistic regression {comparison['logistic_regression']:.4f}, "
-                f"difference {comparison['difference']:+.4f} (standard error {comparison['standard_error']:.4f}; "
-                f"LightGBM ships when it wins by more than one) on {self.rows:,} rows")
+                f"LightGBM {comparison['lightgbm']:.4f}, logistic regression {comparison['logistic_regression']:.4f}: "
+                f"{measured.of('LightGBM')} ({measured.evidence()}; LightGBM ships when it wins by more than one "
+                f"standard error, {comparison['standard_error']:.4f}) on {self.rows:,} rows")
 
 
 def choose_model(engine: Engine, features: pd.DataFrame, y: np.ndarray, recipe: Recipe, tune: TuneParams,

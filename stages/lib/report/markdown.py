@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stages.lib.evaluation.comparison import combined_standard_error, compare
+from stages.lib.report.data_change import data_changes
 from stages.lib.report.formatting import METRICS_FILE, format_change, format_value
 from stages.lib.report.plots import plots_section
 from stages.lib.report.revisions import Revision, describe_revisions, dvc_diff, revision_json
@@ -52,6 +54,8 @@ def _changed(entry: dict) -> bool:
 
 
 def headline_sentence(diff: dict, base: Revision) -> str:
+    """Precision and recall with their changes, and the average precision's change with its noise: better or
+    worse only when the 95 % interval of the two runs' bootstrap errors combined leaves out zero."""
     metrics = diff.get(METRICS_FILE, {})
     parts = []
     for name in ("precision", "recall"):
@@ -64,17 +68,41 @@ def headline_sentence(diff: dict, base: Revision) -> str:
     threshold = metrics.get("threshold")
     at = (f" at threshold {format_value(threshold.get('old'))} → {format_value(threshold.get('new'))}"
           if threshold else "")
-    return f"Against **{base.label}**: " + ", ".join(parts) + at + "."
+    sentence = f"Against **{base.label}**: " + ", ".join(parts) + at + "."
+    ranking, noise = metrics.get("average_precision") or {}, metrics.get("average_precision_se") or {}
+    if isinstance(ranking.get("old"), (int, float)) and isinstance(ranking.get("new"), (int, float)):
+        measured = compare(ranking["new"], ranking["old"], combined_standard_error(noise.get("new"), noise.get("old")))
+        sentence += (f" Average precision {format_value(ranking['old'])} → {format_value(ranking['new'])}: "
+                     f"{measured.of('this run')} ({measured.evidence()}).")
+    return sentence
 
 
-def metrics_section(diff: dict, order: list[tuple[str, str]], base: Revision, workspace: Revision) -> list[str]:
-    header = [f"| Metric | {base.label} | {workspace.label} | Change |", "|---|---:|---:|---:|"]
+def side_by_side_sentence(diff: dict, changes: list[str], base: Revision, workspace: Revision) -> str:
+    """The first thing the report says when the two runs did not use the same data."""
+    metrics = diff.get(METRICS_FILE, {})
+
+    def run(side: str) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {format_value(metrics[name].get(side))}"
+                         for name in ("precision", "recall", "average_precision") if name in metrics)
+
+    return (f"**The data changed since {base.label}: {'; '.join(changes)}.** The two runs are side by side, not "
+            f"compared: a difference between them is not what a change to the model did. "
+            f"{base.label}: {run('old') or 'no metrics'}; {workspace.label}: {run('new') or 'no metrics'}.")
+
+
+def metrics_section(diff: dict, order: list[tuple[str, str]], base: Revision, workspace: Revision,
+                    side_by_side: bool = False) -> list[str]:
+    """The headline metrics, then every other metric that changed; `side_by_side` (the data changed): the
+    headline metrics without a change column."""
+    header = ([f"| Metric | {base.label} | {workspace.label} |", "|---|---:|---:|"] if side_by_side else
+              [f"| Metric | {base.label} | {workspace.label} | Change |", "|---|---:|---:|---:|"])
     lines = ["## Test-split metrics", "", *header]
     for file, name in order:
         if file == METRICS_FILE and name in HEADLINE:
             entry = diff[file][name]
-            lines.append(f"| **{name}** | {format_value(entry.get('old'))} | {format_value(entry.get('new'))} "
-                         f"| **{format_change(entry)}** |")
+            change = "" if side_by_side else f" **{format_change(entry)}** |"
+            lines.append(f"| **{name}** | {format_value(entry.get('old'))} | {format_value(entry.get('new'))} |"
+                         + change)
     others = [(f, n) for f, n in order if not (f == METRICS_FILE and n in HEADLINE)]
     changed = [(f, n) for f, n in others if _changed(diff[f][n])]
     unchanged = len(others) - len(changed)
@@ -112,6 +140,7 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     order = metric_order(root, metrics)
+    changes = data_changes(root, base, params)
     lines = [
         "# Model report",
         "",
@@ -119,9 +148,10 @@ def build_report(root: Path, base: str, plots_dir: Path, report_dir: Path) -> st
         f"({workspace.detail}).",
         "",
         *[f"> **Warning:** DVC: {warning}\n" for warning in warnings],
-        headline_sentence(metrics, base_revision),
+        side_by_side_sentence(metrics, changes, base_revision, workspace) if changes
+        else headline_sentence(metrics, base_revision),
         "",
-        *metrics_section(metrics, order, base_revision, workspace),
+        *metrics_section(metrics, order, base_revision, workspace, side_by_side=bool(changes)),
         *model_section(revision_json(root, None, TUNE_FILE), revision_json(root, base, TUNE_FILE), base_revision),
         *baselines_section(revision_json(root, None, METRICS_FILE)),
         *periods_section(revision_json(root, None, METRICS_FILE)),

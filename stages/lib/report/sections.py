@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stages.lib.evaluation.comparison import Comparison, compare
 from stages.lib.report.formatting import format_value
 from stages.lib.report.revisions import Revision
 
@@ -24,11 +25,14 @@ def model_section(tune: Any, base_tune: Any, base: Revision) -> list[str]:
         lines.append(f"Ships **{family}**" + (f", as {base.label} did." if before else "."))
     comparison = tune.get("comparison")
     if isinstance(comparison, dict):
-        lines += ["", f"Chosen on {comparison['folds']}x{comparison['repeats']} fresh folds of the training split "
+        measured = Comparison(comparison["difference"], comparison["standard_error"])
+        folds = (f"{comparison['folds']} time-ordered folds" if comparison.get("time_ordered")
+                 else f"{comparison['folds']}x{comparison['repeats']} fresh folds")
+        lines += ["", f"Chosen on {folds} of the training split "
                   f"({tune.get('scoring')}): LightGBM {format_value(comparison['lightgbm'])}, logistic regression "
-                  f"{format_value(comparison['logistic_regression'])}, difference "
-                  f"{comparison['difference']:+.4f} (standard error {format_value(comparison['standard_error'])}); "
-                  "LightGBM ships only when it wins by more than one standard error."]
+                  f"{format_value(comparison['logistic_regression'])}: {measured.of('LightGBM')} "
+                  f"({measured.evidence()}). LightGBM ships only when it wins by more than one standard error "
+                  f"({format_value(comparison['standard_error'])})."]
     else:
         lines += ["", "Set by `model.family`; no comparison was run."]
     return lines + [""]
@@ -55,18 +59,33 @@ def baselines_section(metrics: Any) -> list[str]:
     for key, label in BASELINE_METRICS:
         lines.append(f"| {label} | {format_value(metrics.get(key))} | "
                      + " | ".join(format_value(baselines[n].get(key)) for n in names) + " |")
+    lines += ["", *model_beside_baselines(metrics, names), ""]
+    return lines
+
+
+def model_beside_baselines(metrics: dict, names: list[str]) -> list[str]:
+    """The claim under the table: better, worse or no clear difference, by the paired bootstrap."""
     ours = metrics.get("average_precision") or 0.0
-    winners = [n for n in names if baselines[n].get("average_precision", 0.0) > ours]
-    lines.append("")
-    if winners:
-        lines.append("**" + " and ".join(f"{BASELINE_NAMES[n]} ({format_value(baselines[n]['average_precision'])})"
-                                         for n in winners)
-                     + f" rank{'s' if len(winners) == 1 else ''} customers better than this model "
+    measured = {n: compare(ours, metrics["baselines"][n].get("average_precision", 0.0),
+                           metrics["baselines"][n].get("average_precision_difference_se")) for n in names}
+    worse = [n for n in names if measured[n].verdict == "worse"]
+    unclear = [n for n in names if measured[n].verdict == "no clear difference"]
+
+    def listed(group: list[str]) -> str:
+        return " and ".join(f"{BASELINE_NAMES[n]} ({format_value(metrics['baselines'][n]['average_precision'])}; "
+                            f"this model minus it {measured[n].evidence()})" for n in group)
+
+    lines = []
+    if worse:
+        lines.append(f"**{listed(worse)} rank{'s' if len(worse) == 1 else ''} customers better than this model "
                      f"({format_value(ours)} average precision) on this data.** Consider it before shipping.")
-    else:
-        lines.append(f"This model ranks customers better than every alternative here "
-                     f"({format_value(ours)} average precision).")
-    return lines + [""]
+    if unclear:
+        lines.append(f"No clear difference between this model ({format_value(ours)} average precision) and "
+                     f"{listed(unclear)}: the 95 % interval of the paired bootstrap holds zero.")
+    if not worse and not unclear:
+        lines.append(f"This model ranks customers better than every alternative here ({format_value(ours)} "
+                     "average precision; each 95 % interval of the paired bootstrap leaves out zero).")
+    return lines
 
 
 def periods_section(metrics: Any) -> list[str]:

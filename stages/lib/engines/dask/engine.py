@@ -200,5 +200,8 @@ def _finished_part(frame: pd.DataFrame, columns: dict[str, np.ndarray], dropped:
 @contextlib.contextmanager
 def start() -> Iterator[DaskEngine]:
     """A DaskEngine on the cluster Dask's configuration names, or on a LocalCluster of this machine."""
-    with connected() as (client, _):
+    with connected() as (client, name):
+        workers = client.scheduler_info()["workers"].values()
+        # Which cluster ran the work is part of the result's story: one line, before the stage's own.
+        print(f"dask: on {name}: {len(workers)} workers, {sum(w['nthreads'] for w in workers)} threads")
         yield DaskEngine(client)

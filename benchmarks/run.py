@@ -3,6 +3,7 @@
     python -m benchmarks.run --list                      # the configs, with what each measures
     python -m benchmarks.run CONFIG                      # run one
     python -m benchmarks.run CONFIG --with rows=[10000] --with params.tune.n_points=2
+    python -m benchmarks.run compare A B                 # two commits' stored results, with ratios
 
 benchmarks/configs.yaml names each config's kind (pipeline, scoring, variants, ceiling,
 dask-preprocess, time-split) and options; `--with OPTION=VALUE` (a YAML value) changes one option for this run,
@@ -58,6 +59,10 @@ def with_changes(options: dict[str, Any], changes: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        from benchmarks.compare import main as compare_main
+        return compare_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="a name in benchmarks/configs.yaml")
     parser.add_argument("--with", dest="changes", action="append", default=[], metavar="OPTION=VALUE",

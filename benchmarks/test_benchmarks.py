@@ -235,3 +235,25 @@ def test_quality_target_is_met_only_when_the_pipeline_ties_or_beats_every_baseli
     # A run measured before quality was recorded has the target, not run.
     old = _quality([_run("1,000,000", 1_000_000, 100.0, 100.0)], "1,000,000 rows:")
     assert old["met"] is None and old["measured"] == "not run"
+
+
+def test_compare_shows_two_commits_results_side_by_side_with_ratios(capsys):
+    from benchmarks.compare import compare, numbers
+
+    first = {"config": "c", "commit": "a" * 40, "dirty": False, "machine": {"cpu": "X", "cores": 2, "memory_gb": 1},
+             "versions": {"python": "3.11.7", "lightgbm": "4.7.0"}, "load": {"before": 1.0, "after": 1.0},
+             "figures": {"runs": [{"label": "default", "stages": [{"stage": "tune", "wall_s": 10.0}]}],
+                         "only_here": 3, "flag": True}}
+    second = json.loads(json.dumps(first))
+    second["figures"]["runs"][0]["stages"][0]["wall_s"] = 5.0
+    del second["figures"]["only_here"]
+    assert numbers(first["figures"]) == {"runs.default.stages.tune.wall_s": 10.0, "only_here": 3.0}
+    text = compare(first, second)
+    assert "| runs.default.stages.tune.wall_s | 10 | 5 | 0.500 |" in text
+    assert "only_here" not in text and "flag" not in text
+    # The runner's subcommand, on two stored results of this repository.
+    assert main(["compare", "commit-unrecorded", "ffd33c9", "--machine", "amd-epyc-2-cores", "--config", "sizes"]) == 0
+    out = capsys.readouterr().out
+    assert "### `sizes`" in out and "| runs.default.stages.tune.wall_s |" in out
+    with pytest.raises(SystemExit, match="neither a commit nor a folder"):
+        main(["compare", "no-such-commit", "ffd33c9", "--machine", "amd-epyc-2-cores"])

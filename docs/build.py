@@ -20,6 +20,7 @@ everything outside those markers is written by hand and left alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import statistics
@@ -255,16 +256,41 @@ def headline_metrics(read: Reader = working_tree) -> str:
     return "\n".join(lines)
 
 
-# The stored benchmark result each generated table shows (benchmarks/results.py: one format, stored per
-# machine and commit); after `python -m benchmarks.run CONFIG`, point these at the new file.
+# The stored benchmark results the generated tables show (benchmarks/results.py: one format, stored per
+# machine and commit): for each config, the latest clean result of this machine kind, by commit order
+# (results from before they named their commit count as the oldest).
 RESULTS = "benchmarks/results/amd-epyc-2-cores"
-STAGE_TABLE_RESULT = f"{RESULTS}/ffd33c9a1855/sizes.json"
-SCORING_RESULT = f"{RESULTS}/301a4f2ffa7a/scoring-1m.json"
-CEILING_RESULTS = [f"{RESULTS}/commit-unrecorded/{name}.json"
-                   for name in ("ceiling-60k", "family-ceiling-60k", "ceiling-60k-n-iter-40")]
-QUALITY_RESULTS = {f"{RESULTS}/commit-unrecorded/quality.json": "generated",
-                   f"{RESULTS}/commit-unrecorded/linear-truth-60k.json": "generated, `generate.truth: linear`"}
-TIME_SPLIT_RESULT = f"{RESULTS}/6b0bcdea6ca3/time-split-60k.json"
+UNRECORDED = "commit-unrecorded"
+
+
+@functools.cache
+def _commit_order() -> dict[str, int]:
+    """Each commit of the history (12-digit prefix) and its age: 0 for HEAD, growing into the past."""
+    listed = subprocess.run(["git", "rev-list", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    return {commit[:12]: age for age, commit in enumerate(listed)}
+
+
+def latest(config: str, results: str = RESULTS) -> str:
+    """The path of `config`'s latest clean result in `results` (relative to the root)."""
+    order = _commit_order()
+
+    def age(name: str) -> tuple[int, str]:
+        # A commit this history lacks (a workspace without the project's history) ranks after those it has.
+        return (len(order) + 1 if name == UNRECORDED else order.get(name, len(order)), name)
+
+    stored = [folder.name for folder in (ROOT / results).iterdir()
+              if (folder / f"{config}.json").is_file() and not folder.name.endswith("-dirty")]
+    if not stored:
+        raise SystemExit(f"docs.build: no clean result of '{config}' in {results}; run "
+                         f"`python -m benchmarks.run {config}` on a committed tree")
+    return f"{results}/{min(stored, key=age)}/{config}.json"
+
+
+STAGE_TABLE_RESULT = latest("sizes")
+SCORING_RESULT = latest("scoring-1m")
+CEILING_RESULTS = [latest(name) for name in ("ceiling-60k", "family-ceiling-60k", "ceiling-60k-n-iter-40")]
+QUALITY_RESULTS = {latest("quality"): "generated", latest("linear-truth-60k"): "generated, `generate.truth: linear`"}
+TIME_SPLIT_RESULT = latest("time-split-60k")
 
 
 def _measured_on(result: dict[str, Any], path: str) -> str:

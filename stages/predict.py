@@ -11,7 +11,7 @@ purchase_probability is calibrated; will_buy is 1 when it reaches the
 threshold chosen by `calibrate`; rank 1 is the most likely buyer; decile 1 is
 the top 10 % of the ranked list. Ties in probability are ranked by the model's
 raw score, then by input order. With --explain N, before rank: reason_1 ...
-reason_N, the N features that pushed the customer's score up the most, as
+reason_N, the N features that moved the customer's score most, either way, as
 `feature=value (+)` ((-): down), and reason_1_contribution ... in log-odds
 (stages/lib/evaluation/explanations.py). Every input feature's population stability index
 against the training split is computed as the rows are scored (stages/lib/data/drift.py):

@@ -212,3 +212,17 @@ def test_the_report_shows_the_out_of_time_test_by_snapshot(reproduced_dated_repo
     metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
     assert "## Out of time, by test snapshot" in report
     assert all(f"| {date} |" in report for date in metrics["periods"])
+
+
+def test_the_ideal_scorer_joins_a_date_named_among_the_id_columns():
+    """A random split of a dated export names the date among the ID columns; the table reader parses it as
+    a date, the generator's truth keeps it as text: the join still finds every row."""
+    import datetime
+
+    from stages.lib.data.synthetic import true_probabilities_of
+
+    truth = pd.DataFrame({"customer_id": [1, 1, 2], "snapshot_date": ["2025-01-31", "2025-02-28", "2025-02-28"],
+                          "true_probability": [0.1, 0.2, 0.3]})
+    test = pd.DataFrame({"customer_id": [2, 1], "snapshot_date": [datetime.date(2025, 2, 28),
+                                                                  datetime.date(2025, 1, 31)]})
+    np.testing.assert_array_equal(true_probabilities_of(test, truth, ["customer_id", "snapshot_date"]), [0.3, 0.1])

@@ -43,9 +43,17 @@ def test_reason_codes_are_the_largest_contributions_as_readable_text():
     values = np.array([[0.2, -0.1, 0.7], [-0.3, 0.05, -0.01]])
     reasons = reason_codes(values, features, 2)
     assert list(reasons.columns) == ["reason_1", "reason_1_contribution", "reason_2", "reason_2_contribution"]
-    assert reasons["reason_1"].tolist() == ["age=41 (+)", "device=desktop (+)"]
-    assert reasons["reason_2"].tolist() == ["visits=3 (+)", "age=19.25 (-)"]
-    np.testing.assert_array_equal(reasons["reason_1_contribution"], [0.7, 0.05])
+    # By size, either way: the second customer's score was held down most by visits, then pushed up by device.
+    assert reasons["reason_1"].tolist() == ["age=41 (+)", "visits=0.5 (-)"]
+    assert reasons["reason_2"].tolist() == ["visits=3 (+)", "device=desktop (+)"]
+    np.testing.assert_array_equal(reasons["reason_1_contribution"], [0.7, -0.3])
+    np.testing.assert_array_equal(reasons["reason_2_contribution"], [0.2, 0.05])
+    # A customer whose every contribution is negative gets reasons too, strongest first; ties in column order.
+    low = reason_codes(np.array([[-0.4, -0.4, -0.9]]), features.iloc[:1], 3)
+    assert low.loc[0, ["reason_1", "reason_2", "reason_3"]].tolist() == [
+        "age=41 (-)", "visits=3 (-)", "device=mobile (-)"]
+    zero = reason_codes(np.array([[0.0, 0.0, 0.0]]), features.iloc[:1], 1)
+    assert zero.loc[0, "reason_1"] == "visits=3 (0)"
     assert len(reason_codes(values, features, 10).columns) == 6  # no more reasons than features
     assert list(empty_reasons(2).columns) == list(reasons.columns)
 

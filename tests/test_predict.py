@@ -249,8 +249,12 @@ def test_reason_codes_name_what_pushed_each_score(reproduced_repo, customers_csv
     pd.testing.assert_frame_equal(scores[OUTPUT_COLUMNS], pd.read_csv(plain))  # reasons never change a score
     assert scores[reasons].stack().str.fullmatch(r"[\w]+=.+ \([+\-0]\)").all()
     contribution = scores[[f"{r}_contribution" for r in reasons]].to_numpy()
-    assert (np.diff(contribution, axis=1) <= 0).all()  # strongest first
-    assert (np.sign(contribution[:, 0]) == scores["reason_1"].str[-2].map({"+": 1, "-": -1, "0": 0})).all()
+    assert (np.diff(np.abs(contribution), axis=1) <= 0).all()  # strongest first, whichever way
+    for k, reason in enumerate(reasons):
+        assert (np.sign(contribution[:, k]) == scores[reason].str[-2].map({"+": 1, "-": -1, "0": 0})).all()
+    # The least likely buyers get what held them down.
+    lowest = scores.nsmallest(20, "purchase_probability")
+    assert (lowest["reason_1_contribution"] < 0).all()
 
 
 def test_a_negative_reason_count_is_one_error_line(customers_csv, tmp_path, score):

@@ -65,6 +65,10 @@ def true_probabilities_of(test: pd.DataFrame, truth: pd.DataFrame, id_columns: l
     if not keys or PROBABILITY_COLUMN not in truth.columns or (dates is not None and SNAPSHOT_COLUMN not in truth):
         return None
     rows = test[keys].reset_index(drop=True)
+    for key in keys:
+        # A date among the ID columns: the table reader parses it (datetime.date), the truth keeps its text.
+        if rows[key].dtype != truth[key].dtype:
+            rows[key], truth = rows[key].astype(str), truth.assign(**{key: truth[key].astype(str)})
     if dates is not None:
         rows[SNAPSHOT_COLUMN] = dates
         truth = truth.assign(**{SNAPSHOT_COLUMN: pd.to_datetime(truth[SNAPSHOT_COLUMN]).to_numpy("datetime64[ns]")})

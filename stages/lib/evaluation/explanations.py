@@ -52,28 +52,37 @@ def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.n
 
 
 def _shown(values: pd.Series) -> np.ndarray:
-    """A feature's values as a person reads them: levels as they are, numbers to 4 significant digits."""
+    """A feature's distinct values as a person reads them: levels as they are, numbers to 4 significant
+    digits; each distinct value is formatted once (`pd.factorize`), then spread to its rows."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
     if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.astype(str).to_numpy(dtype=object)
-    return np.char.mod("%.4g", values.to_numpy(dtype=np.float64)).astype(object)
+        text = np.asarray(distinct.astype(str), dtype=object)
+    else:
+        text = np.char.mod("%.4g", np.asarray(distinct, dtype=np.float64)).astype(object)
+    return text[codes]
 
 
 def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.DataFrame:
-    """For each row, the `count` features with the largest contributions (ties: in column order):
-    `reason_k` as `feature=value (+)` ((-) when it lowered the score) and `reason_k_contribution` in log-odds."""
+    """For each row, the `count` features with the largest contributions by size, whichever way they pushed
+    (ties: in column order), so a customer with a low score gets what kept it low: `reason_k` as
+    `feature=value (+)` (`(-)` when it lowered the score) and `reason_k_contribution` in log-odds.
+
+    By size rather than N up and N down: a list of N is what a reader weighs, and for most customers the
+    strongest reasons all point one way (a likely buyer's up, an unlikely one's down)."""
     count = min(count, features.shape[1])
-    top = np.argsort(-values, axis=1, kind="stable")[:, :count]
+    top = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :count]
     rows = np.arange(len(features))
     names = np.asarray(features.columns, dtype=object)
+    signs = np.array([SIGNS[-1], SIGNS[0], SIGNS[1]], dtype=object)
     reasons = {}
     for k in range(count):
         chosen = top[:, k]
         contribution = values[rows, chosen]
         text = np.empty(len(features), dtype=object)
         for feature in np.unique(chosen):
-            mine = chosen == feature
-            signs = np.vectorize(SIGNS.get, otypes=[object])(np.sign(contribution[mine]).astype(int))
-            text[mine] = names[feature] + "=" + _shown(features.iloc[mine, feature]) + " (" + signs + ")"
+            mine = np.flatnonzero(chosen == feature)
+            direction = signs[np.sign(contribution[mine]).astype(int) + 1]
+            text[mine] = names[feature] + "=" + _shown(features.iloc[mine, feature]) + " (" + direction + ")"
         reasons[f"reason_{k + 1}"] = text
         reasons[f"reason_{k + 1}_contribution"] = contribution
     return pd.DataFrame(reasons)

@@ -51,15 +51,13 @@ def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.n
     return terms @ grouping, np.full(len(features), float(classifier.intercept_[0]))
 
 
-def _shown(values: pd.Series) -> np.ndarray:
-    """A feature's distinct values as a person reads them: levels as they are, numbers to 4 significant
-    digits; each distinct value is formatted once (`pd.factorize`), then spread to its rows."""
+def _shown(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's code, each distinct value as a person reads it: levels as they are, numbers to 4
+    significant digits), so a value is formatted once however many rows hold it."""
     codes, distinct = pd.factorize(values, use_na_sentinel=False)
     if isinstance(values.dtype, pd.CategoricalDtype):
-        text = np.asarray(distinct.astype(str), dtype=object)
-    else:
-        text = np.char.mod("%.4g", np.asarray(distinct, dtype=np.float64)).astype(object)
-    return text[codes]
+        return codes, np.asarray(distinct.astype(str), dtype=object)
+    return codes, np.char.mod("%.4g", np.asarray(distinct, dtype=np.float64)).astype(object)
 
 
 def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.DataFrame:
@@ -81,8 +79,11 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
         text = np.empty(len(features), dtype=object)
         for feature in np.unique(chosen):
             mine = np.flatnonzero(chosen == feature)
-            direction = signs[np.sign(contribution[mine]).astype(int) + 1]
-            text[mine] = names[feature] + "=" + _shown(features.iloc[mine, feature]) + " (" + direction + ")"
+            codes, shown = _shown(features.iloc[mine, feature])
+            # One text per distinct (value, direction) pair, then spread to the rows that have it.
+            pair = codes * 3 + np.sign(contribution[mine]).astype(np.int64) + 1
+            distinct, where = np.unique(pair, return_inverse=True)
+            text[mine] = (names[feature] + "=" + shown[distinct // 3] + " (" + signs[distinct % 3] + ")")[where]
         reasons[f"reason_{k + 1}"] = text
         reasons[f"reason_{k + 1}_contribution"] = contribution
     return pd.DataFrame(reasons)

@@ -8,6 +8,7 @@ with B / A. Only numbers both results have are shown.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -72,8 +73,6 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run compare", description=__doc__.splitlines()[0])
     parser.add_argument("first", metavar="A")
     parser.add_argument("second", metavar="B")

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier
 
-SIGNS = {1: "+", -1: "-", 0: "0"}
+# A contribution's direction as a reason shows it, indexed by its sign + 1.
+DIRECTIONS = np.array(["-", "0", "+"], dtype=object)
 
 
 def log_odds(model, features: pd.DataFrame, threads: int = 1) -> np.ndarray:
@@ -71,7 +72,6 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
     top = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :count]
     rows = np.arange(len(features))
     names = np.asarray(features.columns, dtype=object)
-    signs = np.array([SIGNS[-1], SIGNS[0], SIGNS[1]], dtype=object)
     reasons = {}
     for k in range(count):
         chosen = top[:, k]
@@ -83,7 +83,7 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
             # One text per distinct (value, direction) pair, then spread to the rows that have it.
             pair = codes * 3 + np.sign(contribution[mine]).astype(np.int64) + 1
             distinct, where = np.unique(pair, return_inverse=True)
-            text[mine] = (names[feature] + "=" + shown[distinct // 3] + " (" + signs[distinct % 3] + ")")[where]
+            text[mine] = (names[feature] + "=" + shown[distinct // 3] + " (" + DIRECTIONS[distinct % 3] + ")")[where]
         reasons[f"reason_{k + 1}"] = text
         reasons[f"reason_{k + 1}_contribution"] = contribution
     return pd.DataFrame(reasons)

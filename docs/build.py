@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 from benchmarks import time_split
 from benchmarks.markdown import measured_on
 from stages.lib.core.params import Params
+from stages.lib.core.params_features import EventTableParams, SnapshotRange
 from stages.lib.core.params_model import Dimension
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +67,17 @@ def _allowed(annotation: Any, metadata: list) -> str:
         options = [_allowed(a, metadata) for a in args if a is not type(None)]
         return " or ".join(options) + (" or empty" if type(None) in args else "")
     if origin is list:
-        return "a list of names" if typing.get_origin(args[0]) is Annotated else "a list"
+        if args[0] is int:
+            return "a list of integers"
+        dates = any(getattr(getattr(m, "func", None), "__name__", "") == "_iso_date"
+                    for m in getattr(args[0], "__metadata__", ()))
+        return "a list of ISO dates" if dates else "a list of names" if typing.get_origin(args[0]) is Annotated \
+            else "a list"
     if origin is dict:
-        return "a mapping of name to dimension"
+        named = {"Dimension": "dimension", "EventTableParams": "event table"}.get(args[1].__name__, "value")
+        return f"a mapping of name to {named}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "{" + ", ".join(annotation.model_fields) + "}"
     if annotation is str:
         return "text"
     name = {int: "integer", float: "number", bool: "true/false"}.get(annotation, str(annotation))
@@ -88,6 +97,10 @@ def _with_bounds(text: str, metadata: list) -> str:
 def _value(value: Any) -> str:
     if value is None:
         return "empty"
+    if isinstance(value, BaseModel):
+        return _value(value.model_dump())
+    if isinstance(value, dict) and value and all(not isinstance(v, (dict, list, BaseModel)) for v in value.values()):
+        return "`" + _flow(value) + "`"
     if isinstance(value, dict):
         return "see below" if value else "{}"
     if isinstance(value, list):
@@ -132,9 +145,16 @@ def parameters_page(read: Reader = working_tree) -> str:
         lines += ["", f"## `{section}`", "", " ".join((model.__doc__ or "").split()), "",
                   "| key | committed | default | allowed | meaning |", "|---|---|---|---|---|"]
         lines += _rows(model, f"{section}.", committed.get(section) or {})
-    lines += ["", "## A search-space dimension (`tune.search_space.<name>`)", "", " ".join(Dimension.__doc__.split()),
-              "", "| key | committed | default | allowed | meaning |", "|---|---|---|---|---|"]
-    lines += _rows(Dimension, "", {})
+    for title, model in (("An event table (`features.tables.<name>`)", EventTableParams),
+                         ("A snapshot range (`features.snapshots`)", SnapshotRange),
+                         ("A search-space dimension (`tune.search_space.<name>`)", Dimension)):
+        lines += ["", f"## {title}", "", " ".join((model.__doc__ or "").split()), "",
+                  "| key | committed | default | allowed | meaning |", "|---|---|---|---|---|"]
+        lines += _rows(model, "", {})
+    tables = committed.get("features", {}).get("tables", {})
+    lines += ["", "The committed event tables:", "", "| table | timestamp | sums | means |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | `{table['timestamp']}` | {', '.join(table.get('sums') or []) or '-'} | "
+              f"{', '.join(table.get('means') or []) or '-'} |" for name, table in tables.items()]
     space = committed["tune"]["search_space"]
     lines += ["", "The committed search space:", "", "| parameter | dimension |", "|---|---|"]
     lines += [f"| `{name}` | {', '.join(f'{k}: {v}' for k, v in dimension.items())} |"
@@ -169,6 +189,26 @@ def _commented(line: str, comment: str) -> str:
     return f"{line.ljust(COMMENT_COLUMN - 2)}  # {comment}" if comment else line
 
 
+def _flow(mapping: dict) -> str:
+    return "{" + ", ".join(f"{k}: {_scalar(v)}" for k, v in mapping.items()) + "}"
+
+
+def _block(mapping: dict, indent: str) -> list[str]:
+    """A nested mapping's lines: a mapping of scalars on its key's line (a search dimension), lists in block
+    style at the key's indent, deeper mappings indented."""
+    lines = []
+    for name, value in mapping.items():
+        if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            lines.append(f"{indent}{name}: {_flow(value)}")
+        elif isinstance(value, dict):
+            lines += [f"{indent}{name}:", *_block(value, indent + "  ")]
+        elif isinstance(value, list) and value:
+            lines += [f"{indent}{name}:", *(f"{indent}- {_scalar(item)}" for item in value)]
+        else:
+            lines.append(f"{indent}{name}: {'[]' if value == [] else _scalar(value)}".rstrip())
+    return lines
+
+
 def params_file(text: str) -> str:
     """params.yaml with its values as they are and the allowed values after each key."""
     values = YAML(typ="safe").load(text)
@@ -182,11 +222,11 @@ def params_file(text: str) -> str:
         for key, value in (values[section] or {}).items():
             known = model.model_fields.get(key)
             allowed = _allowed(known.annotation, known.metadata).replace("\\|", "|").replace("`", "") if known else ""
-            if isinstance(value, dict):
+            if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+                lines.append(_commented(f"  {key}: {_flow(value)}", allowed))
+            elif isinstance(value, dict):
                 lines.append(_commented(f"  {key}:", allowed))
-                for name, dimension in value.items():
-                    inner = ", ".join(f"{k}: {_scalar(v)}" for k, v in dimension.items())
-                    lines.append(f"    {name}: {{{inner}}}")
+                lines += _block(value, "    ")
             elif isinstance(value, list) and value:
                 lines.append(_commented(f"  {key}:", allowed))
                 lines += [f"  - {_scalar(item)}" for item in value]

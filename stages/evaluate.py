@@ -12,8 +12,10 @@ distance to the ideal scorer that knows every customer's true probability.
     python -m stages.evaluate --test data/processed/test.parquet --train data/processed/train.parquet \
         --model models/model.joblib --preprocessor models/preprocessor.joblib \
         --calibrator models/calibrator.joblib --threshold models/threshold.json \
-        --true-probabilities data/raw/true_probability.parquet \
-        --generated-path data/raw/customers.csv --metrics metrics/metrics.json \
+        --generated-path data/features/customers.parquet \
+        --true-probabilities data/raw/event_true_probability.parquet \
+        --generated-path data/raw/customers.csv --true-probabilities data/raw/true_probability.parquet \
+        --metrics metrics/metrics.json \
         --plots-dir metrics/plots/evaluate
 """
 
@@ -54,12 +56,17 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--preprocessor", required=True, help="fitted preprocessor: its training distributions "
                         "are the drift reference")
     parser.add_argument("--threshold", required=True, help="threshold chosen by calibrate (JSON)")
-    parser.add_argument("--true-probabilities", help="generated data's true probabilities; "
-                        "used only when data.path is the generated table")
-    parser.add_argument("--generated-path", help="path of the generated table (compared with data.path)")
+    parser.add_argument("--generated-path", action="append", default=[],
+                        help="a generated table's path (compared with data.path); repeatable, each with its "
+                             "--true-probabilities")
+    parser.add_argument("--true-probabilities", action="append", default=[],
+                        help="the true probabilities of the generated table named by the --generated-path in the "
+                             "same place; used only when data.path is that table")
     parser.add_argument("--metrics", required=True, help="output: metrics JSON")
     parser.add_argument("--plots-dir", required=True, help="output: directory of the test split's plot files")
     args = parser.parse_args(argv)
+    if len(args.generated_path) != len(args.true_probabilities):
+        parser.error("give each --generated-path its --true-probabilities")
     params = load_params(args.params)
     id_columns = params.data.id_columns
     check_test_labels(read_labels(args.test), args.test)  # before any work: a split without buyers measures nothing
@@ -85,10 +92,10 @@ def main(argv: Sequence[str]) -> None:
                                           saved["contact_cost"])
     metrics["baselines"] = baseline_metrics(scores.baselines, y, params.evaluate.top_fraction,
                                             ranking_scores(probability, raw), params.base.seed)
-    is_generated = args.generated_path is not None and Path(params.data.path) == Path(args.generated_path)
-    has_truth = args.true_probabilities is not None and Path(args.true_probabilities).is_file()
-    if is_generated and has_truth:
-        truth = true_probabilities_of(scores.ids, read_table(args.true_probabilities), id_columns, scores.dates)
+    truth_path = dict(zip(map(Path, args.generated_path), map(Path, args.true_probabilities))).get(
+        Path(params.data.path))
+    if truth_path is not None and truth_path.is_file():
+        truth = true_probabilities_of(scores.ids, read_table(truth_path), id_columns, scores.dates)
         if truth is not None:
             metrics["ideal"] = ideal_scorer_metrics(y, probability, raw, truth)
 

@@ -36,13 +36,23 @@ config; else a LocalCluster on this machine's cores): parquet in, a directory of
 parquet files out, one per partition, with the same rows and values as --engine local.
 
     python -m stages.predict --engine dask --input 'customers/*.parquet' --output scores/
+
+With --as-of DATE and --events DIR instead of --input, the customers are built from
+event tables as of that date, by the same function and definition (models/features.json,
+written by the `features` stage and checked against dvc.lock) that built the
+training rows: every customer who joined before DATE, from the events before it.
+--features-output PATH keeps the table that was scored.
+
+    python -m stages.predict --as-of 2025-07-31 --events data/raw/events --output scores.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,9 +61,11 @@ from stages.lib.core.cores import usable_cores
 from stages.lib.core.errors import ArtifactError, DataError
 from stages.lib.core.files import write_json
 from stages.lib.core.params_types import AUTO, ENGINES
-from stages.lib.core.tables import is_directory_output, is_partitioned, table_format
+from stages.lib.core.tables import is_directory_output, is_partitioned, read_table, table_format, write_table
 from stages.lib.data import drift
 from stages.lib.engines.base import open_engine
+from stages.lib.features.build import as_of_date, build_part, check_inputs, load_features_spec
+from stages.lib.features.event_tables import table_path
 from stages.lib.scoring.artifacts import find_lock
 from stages.lib.scoring.batches import BATCH_ROWS, score_table
 from stages.lib.scoring.scorer import DEFAULT_MODELS_DIR, load_scorer
@@ -66,7 +78,13 @@ def main(argv: Sequence[str]) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Everything scoring needs was saved with the model; params.yaml may have moved on since.
     parser = stage_parser(__doc__, "stages.predict", reads_params=False)
-    parser.add_argument("--input", required=True, help="customers to score (.csv or .parquet)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="customers to score (.csv or .parquet)")
+    source.add_argument("--as-of", metavar="DATE", help="score the customers of --events as of this date "
+                        "(an ISO date; features from the events before it)")
+    parser.add_argument("--events", help="with --as-of: the directory of the customers and event tables")
+    parser.add_argument("--features-output", metavar="PATH", help="with --as-of: also write the features that "
+                        "were scored (.csv or .parquet)")
     parser.add_argument("--output", required=True, help="output: scores (.csv or .parquet)")
     parser.add_argument("--models", default=DEFAULT_MODELS_DIR,
                         help=f"directory of the model files (default: {DEFAULT_MODELS_DIR})")
@@ -114,9 +132,15 @@ def main(argv: Sequence[str]) -> None:
             raise ArtifactError(f"{lock}: file not found; give the dvc.lock of the run that built the model")
     else:
         lock = find_lock(args.models, Path.cwd())
+    if args.as_of is None and (args.events or args.features_output):
+        raise DataError("--events and --features-output go with --as-of DATE (features built from events); "
+                        "with --input, the table already holds the features")
     scorer = load_scorer(args.models, lock, 1, args.explain)
-    with open_engine(args.engine) as engine:
-        summary = score_table(engine, args.input, args.output, scorer, args.threads, args.batch_rows)
+    with contextlib.ExitStack() as stack:
+        if args.as_of is not None:
+            args.input = built_features(args.models, lock, args.as_of, args.events, args.features_output, stack)
+        with open_engine(args.engine) as engine:
+            summary = score_table(engine, args.input, args.output, scorer, args.threads, args.batch_rows)
     # Notes and warnings come after scoring, so a run that fails prints its one error line and nothing else.
     if summary.ignored:
         print(f"note: {args.input}: ignored {len(summary.ignored)} column(s) the model does not use: "
@@ -136,6 +160,24 @@ def main(argv: Sequence[str]) -> None:
         write_json(drift.report(None, args.drift_threshold, summary.rows), args.drift_report)
     print(f"predict: scored {summary.rows:,} customers; {summary.flagged:,} will buy at threshold "
           f"{scorer.threshold.probability:.4f}; wrote {args.output}")
+
+
+def built_features(models: str, lock: Path | None, as_of: str, events: str | None, output: str | None,
+                   stack: contextlib.ExitStack) -> str:
+    """The customers of `events` as of `as_of`, written where `output` says (else to a temporary file)."""
+    if events is None:
+        raise DataError("--as-of needs --events DIR: the directory of the customers and event tables "
+                        "(data.events in params.yaml)")
+    features = load_features_spec(models, lock)
+    cutoff = as_of_date(as_of)
+    if output is None:
+        output = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="as-of-"))) / "features.parquet")
+    table_format(output)
+    check_inputs(events, features, [cutoff])
+    customers = read_table(table_path(events, features.customers))
+    [frame], _ = build_part(customers, 0, str(Path(events).resolve()), features, [cutoff], False)
+    write_table(frame, output)
+    return output
 
 
 def _thread_count(text: str) -> int | str:

@@ -26,7 +26,7 @@ from stages.lib.data.split import preprocess_customers
 from stages.lib.data.synthetic import generate_customers
 from stages.lib.modeling.estimators import Recipe
 from stages.lib.modeling.resampling import resample_training
-from tests.helpers import DATED, customers_to_score, dvc, edited_params, git, new_repo, recipe_of, set_key
+from tests.helpers import DATED, FROM_EVENTS, customers_to_score, dvc, edited_params, git, new_repo, recipe_of, set_key
 
 # A test is marked `subprocess` when it, or a fixture it uses, starts a child process through these
 # (a stage, dvc, git, a signal to a child): each costs seconds of start-up, so the fast command skips them.
@@ -279,6 +279,12 @@ def reproduced_repo(tmp_path_factory, worker_id) -> Path:
 def reproduced_dated_repo(tmp_path_factory, worker_id) -> Path:
     """The tests' params made dated (monthly snapshots, the out-of-time split) reproduced (`_reproduced`)."""
     return _reproduced(tmp_path_factory, worker_id, "reproduced-dated", DATED)
+
+
+@pytest.fixture(scope="session")
+def reproduced_events_repo(tmp_path_factory, worker_id) -> Path:
+    """The tests' params learning from the generated event tables through the features stage (`_reproduced`)."""
+    return _reproduced(tmp_path_factory, worker_id, "reproduced-events", FROM_EVENTS)
 
 
 @pytest.fixture(scope="session")

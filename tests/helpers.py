@@ -44,6 +44,7 @@ TEST_PARAMS: dict[str, Any] = {
     "generate": {"rows": 3000, "snapshots": 1, "purchase_rate": 0.04, "truth": "nonlinear"},
     "data": {
         "path": "data/raw/customers.csv",
+        "events": "data/raw/events",
         "target": "purchased",
         "positive_label": 1,
         "id_columns": ["customer_id"],
@@ -51,6 +52,14 @@ TEST_PARAMS: dict[str, Any] = {
         "duplicate_ids": "warn",
         "time_column": None,
         "gap_periods": 0,
+    },
+    # The events' features: one snapshot, two windows, so the stage the tests' table does not read costs little.
+    "features": {
+        "id_column": "customer_id", "customers": "customers", "joined_column": "joined_on",
+        "tables": {"orders": {"timestamp": "ordered_at", "sums": ["amount"]},
+                   "sessions": {"timestamp": "started_at", "sums": ["pages", "saw_checkout"]}},
+        "snapshots": ["2025-01-31"], "windows": [30, 365], "label_table": "orders", "label_window_days": 28,
+        "snapshot_column": "snapshot_date", "label_column": "purchased",
     },
     "preprocess": {"test_size": 0.2, "test_periods": 1, "rare_category_min_count": 10},
     "resample": {"method": "smote", "k_neighbors": 5, "sampling_strategy": 0.5},
@@ -79,6 +88,13 @@ TEST_PARAMS: dict[str, Any] = {
 # Edits that make TEST_PARAMS dated: four monthly snapshots, the last one the test split, so the three
 # training dates make the 2 time-ordered folds of tune and calibrate.
 DATED: dict[str, Any] = {"generate.snapshots": 4, "data.time_column": "snapshot_date"}
+# Edits that make TEST_PARAMS learn from the generated event tables through the features stage, as the
+# committed params do: four monthly snapshots, dated, the static attributes the only categoricals.
+FROM_EVENTS: dict[str, Any] = {
+    **DATED, "data.path": "data/features/customers.parquet",
+    "data.categorical_columns": ["gender", "region", "income_band"],
+    "features.snapshots": {"first": "2025-01-31", "last": "2025-04-30", "every": "month"},
+}
 
 DELETE = object()  # an edit that removes the key
 

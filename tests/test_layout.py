@@ -86,7 +86,8 @@ def engine_imports(stage: str, engine: str) -> set[str]:
 
 
 def test_every_dag_step_and_command_is_a_module_of_its_own():
-    assert DAG_STEPS == sorted(["generate", "preprocess", "resample", "tune", "calibrate", "train", "evaluate"])
+    assert DAG_STEPS == sorted(["generate", "generate_events", "features", "preprocess", "resample", "tune",
+                                "calibrate", "train", "evaluate"])
     for name in DAG_STEPS + COMMANDS:
         assert module_file(f"{PACKAGE}.{name}").is_file(), name
         assert f"python -m stages.{name} " in SPEC["stages"].get(name, {"cmd": f"python -m stages.{name} "})["cmd"]

@@ -172,6 +172,14 @@ def load_object(path: str | Path) -> Any:
         # A pickle names the module of each class it holds; those modules moved (stages/lib/ by concern).
         raise ArtifactError(f"{path}: saved by an older version of this project's code, whose module "
                             f"{error.name} no longer exists; rebuild the model files with `dvc repro`") from None
+    except AttributeError as error:
+        module = getattr(getattr(error, "obj", None), "__name__", "")
+        if not module.startswith("stages."):
+            raise ArtifactError(f"{path}: cannot be loaded ({first_line(error)}); "
+                                "rebuild it with `dvc repro` or fetch it with `dvc pull`") from None
+        # The module exists again under its old name, as something else (stages.lib.features is now a package).
+        raise ArtifactError(f"{path}: saved by an older version of this project's code, whose module {module} "
+                            f"no longer holds {error.name!r}; rebuild the model files with `dvc repro`") from None
     except Exception as error:  # unpickling raises anything: EOFError, UnpicklingError, KeyError...
         raise ArtifactError(f"{path}: cannot be loaded ({first_line(error)}); "
                             "rebuild it with `dvc repro` or fetch it with `dvc pull`") from None

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML, YAMLError
 
 from stages.lib.core.errors import ParamsError
+from stages.lib.core.params_features import FeaturesParams
 from stages.lib.core.params_model import (
     CalibrationParams,
     EvaluateParams,
@@ -44,6 +45,7 @@ class Params(Section):
     compute: ComputeParams = ComputeParams()
     generate: GenerateParams
     data: DataParams
+    features: FeaturesParams = FeaturesParams()
     preprocess: PreprocessParams
     resample: ResampleParams
     model: ModelParams
@@ -124,6 +126,7 @@ def parse_params(raw: Any) -> Params:
     _check_dimensions(params.tune, problems)
     _check_linear_leaves(params, problems)
     _check_data(params.data, problems)
+    problems += [f"{located('')}{line}" for line in params.features.problems()]
     if problems:
         raise ParamsError(*problems)
     return params

@@ -58,6 +58,9 @@ class DataParams(Section):
 
     path: Text = _doc("The table: a CSV or parquet file, or a directory of parquet files (read in name order as "
                       "one table).")
+    events: Text = _doc("The event tables the `features` stage reads (a directory: the customers table and one "
+                        "table per features.tables entry, each a .csv or .parquet file or a directory of parquet "
+                        "files); unused when data.path is a table of your own.", default="data/raw/events")
     target: Text = _doc("The label column.")
     positive_label: Union[int, bool, Text] = _doc(
         "The label value that means \"bought\": 1, true, Yes, ... (compared case-insensitively as text, so 1, "

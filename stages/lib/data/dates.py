@@ -24,9 +24,11 @@ GOOD_DATES = "ISO dates such as 2026-01-31, or timestamps such as 2026-01-31T12:
 Periods = dict[int, np.ndarray]   # a date (ns since 1970) -> rows of each class [non-buyers, buyers]
 
 
-def parse_dates(series: pd.Series, column: str, offset: int, source: str) -> np.ndarray:
-    """The time column's values as datetime64[ns] (time zones converted to UTC); a missing or unparsable
-    value is a DataError naming its data row (1: the table's first row)."""
+def parse_dates(series: pd.Series, column: str, offset: int, source: str, key: str = "data.time_column",
+                needs: str = "its snapshot date") -> np.ndarray:
+    """A time column's values as datetime64[ns] (time zones converted to UTC); a missing or unparsable
+    value is a DataError naming its data row (1: the table's first row) and the param `key` that names the
+    column."""
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = pd.to_datetime(series, utc=True)
     else:
@@ -35,9 +37,9 @@ def parse_dates(series: pd.Series, column: str, offset: int, source: str) -> np.
     if len(bad):
         row, value = offset + int(bad[0]) + 1, series.iloc[int(bad[0])]
         found = "is empty" if pd.isna(value) else f"holds {str(value)!r}, not a date,"
-        raise DataError(f"{source}: time column '{column}' (data.time_column) {found} in data row {row:,}"
-                        f"{f' (and {len(bad) - 1:,} more rows)' if len(bad) > 1 else ''}; every row needs its "
-                        f"snapshot date: give {GOOD_DATES}")
+        raise DataError(f"{source}: time column '{column}' ({key}) {found} in data row {row:,}"
+                        f"{f' (and {len(bad) - 1:,} more rows)' if len(bad) > 1 else ''}; every row needs {needs}: "
+                        f"give {GOOD_DATES}")
     return parsed.dt.tz_localize(None).to_numpy("datetime64[ns]")
 
 

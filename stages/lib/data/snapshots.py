@@ -55,12 +55,18 @@ def _devices(month: int) -> dict[str, float]:
     return {**DEVICES, "mobile": DEVICES["mobile"] + shift, "desktop": DEVICES["desktop"] - shift}
 
 
+def cohorts(rows: int, months: int) -> tuple[int, int]:
+    """(the first month's customers, those joining every month after it) for about `rows` customer x month
+    rows over `months` monthly snapshots."""
+    first = max(1, round(rows / (months + JOIN_RATE * months * (months - 1) / 2)))
+    return first, round(first * JOIN_RATE)
+
+
 def generate_snapshots(params: GenerateParams, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (customers, true probabilities): one row per customer per month, keyed by customer_id and
     snapshot_date (ISO dates)."""
     months = params.snapshots
-    first = max(1, round(params.rows / (months + JOIN_RATE * months * (months - 1) / 2)))
-    joiners = round(first * JOIN_RATE)
+    first, joiners = cohorts(params.rows, months)
     customers = first + joiners * (months - 1)
     rng = np.random.default_rng(seed)
     engagement, loyalty, intent = traits(rng, customers)

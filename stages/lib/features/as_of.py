@@ -1,0 +1,114 @@
+"""The customer x snapshot table, as of each snapshot: one function for training and for scoring.
+
+For every snapshot cutoff (its date at 00:00) and every customer who joined
+before it: per event table and window N of features.windows the events in
+[cutoff - N days, cutoff): their count and the declared sums and means; the
+days since the last event before the cutoff (missing, with `no_<table>_yet` = 1,
+when there is none); the tenure in days; the customer's static attributes; and,
+for training, the label: an event of features.label_table in [cutoff, cutoff +
+features.label_window_days). An event at or after a cutoff reaches no feature of
+that snapshot, so truncating the events at the cutoff changes nothing
+(tests/test_features.py proves it).
+
+Each customer's values come from that customer's events alone, summed in the
+events' own order (numpy's reduceat over each window's run of sorted events), so
+the result is the same bits for a part of the customers as for all of them: an
+engine may cut the customers into partitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.core.params_features import FeaturesParams
+from stages.lib.features.event_tables import EventTable
+
+DAY_NS = 86_400 * 10**9
+SECOND_NS = 10**9
+
+
+class SortedEvents:
+    """One table's events sorted by (customer, time), searchable by (customer, time bound)."""
+
+    def __init__(self, table: EventTable, customers: int):
+        order = np.lexsort((table.time, table.customer))  # stable: ties keep the file's order
+        self.customer = table.customer[order]
+        self.time = table.time[order]
+        # Values padded with one zero so every run's end is a valid reduceat index.
+        self.values = {name: np.append(values[order], 0.0) for name, values in table.values.items()}
+        # Bounds are whole seconds (a cutoff is a date at 00:00, windows are whole days), so comparing whole
+        # seconds is exact, and a customer x seconds key fits in 64 bits.
+        seconds = self.time // SECOND_NS
+        self.origin = int(seconds.min()) if len(seconds) else 0
+        self.span = (int(seconds.max()) - self.origin + 2) if len(seconds) else 2
+        if customers * self.span >= 2**62:
+            raise ValueError("events span too long for the customer x time key")
+        self.key = self.customer * self.span + (seconds - self.origin)
+        self.starts = np.searchsorted(self.customer, np.arange(customers), side="left")
+
+    def first_at_or_after(self, customers: np.ndarray, bound_ns: int) -> np.ndarray:
+        """For each customer, the position of its first event at or after `bound_ns` (its run's end if none)."""
+        offset = min(max(bound_ns // SECOND_NS - self.origin, 0), self.span - 1)
+        return np.searchsorted(self.key, customers * self.span + offset, side="left")
+
+    def window_sums(self, name: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Each run [lo, hi)'s sum of column `name`, added in the events' order (0 for an empty run)."""
+        bounds = np.empty(2 * len(lo), dtype=np.int64)
+        bounds[0::2], bounds[1::2] = lo, hi
+        sums = np.add.reduceat(self.values[name], bounds)[0::2]
+        return np.where(hi > lo, sums, 0.0)
+
+
+def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None, tables: dict[str, EventTable],
+                   cutoffs: list[pd.Timestamp], features: FeaturesParams, with_label: bool) -> pd.DataFrame:
+    """The rows of every (cutoff, customer joined before it), cutoff by cutoff in the customers' order.
+
+    `customers`: the customers table (ID and static attributes; its join column is `joined`, ns since 1970,
+    or None: every customer at every cutoff); `tables`: their events by table name, `customer` being a
+    position in `customers`."""
+    static = customers.drop(columns=[c for c in (features.joined_column,) if c in customers.columns])
+    static = static.reset_index(drop=True)
+    everyone = np.arange(len(customers))
+    searchable = {name: SortedEvents(table, len(customers)) for name, table in tables.items()}
+    frames = []
+    for cutoff in cutoffs:
+        cut = int(pd.Timestamp(cutoff).value)
+        rows = everyone if joined is None else np.flatnonzero(joined < cut)
+        columns: dict[str, np.ndarray] = {}
+        if joined is not None:
+            columns["tenure_days"] = (cut - joined[rows]) / DAY_NS
+        for name, events in searchable.items():
+            columns.update(_table_features(name, events, rows, cut, features))
+        frame = static.iloc[rows].reset_index(drop=True)
+        frame.insert(1, features.snapshot_column, f"{pd.Timestamp(cutoff):%Y-%m-%d}")
+        frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
+        if with_label:
+            events = searchable[features.label_table]
+            start = events.first_at_or_after(rows, cut)
+            end = events.first_at_or_after(rows, cut + features.label_window_days * DAY_NS)
+            frame[features.label_column] = (end > start).astype(np.int8)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _table_features(name: str, events: SortedEvents, rows: np.ndarray, cut: int,
+                    features: FeaturesParams) -> dict[str, np.ndarray]:
+    spec = features.tables[name]
+    end = events.first_at_or_after(rows, cut)
+    columns: dict[str, np.ndarray] = {}
+    for days in features.windows:
+        start = events.first_at_or_after(rows, cut - days * DAY_NS)
+        count = end - start
+        columns[f"{name}_count_{days}d"] = count.astype(np.int64)
+        for column in spec.sums:
+            columns[f"{name}_{column}_sum_{days}d"] = events.window_sums(column, start, end)
+        for column in spec.means:
+            total = events.window_sums(column, start, end)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                columns[f"{name}_{column}_mean_{days}d"] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    seen = end > events.starts[rows]
+    last = events.time[np.maximum(end - 1, 0)] if len(events.time) else np.zeros(len(rows), dtype=np.int64)
+    columns[f"days_since_last_{name}"] = np.where(seen, (cut - last) / DAY_NS, np.nan)
+    columns[f"no_{name}_yet"] = (~seen).astype(np.int8)
+    return columns

@@ -1,0 +1,102 @@
+"""The tables of data.events: found by name, checked once, read with only the columns the features use.
+
+data.events is a directory holding the customers table (features.customers) and
+one table per features.tables entry, each `<name>.csv`, `<name>.parquet` or a
+directory `<name>/` of parquet files. A table without its ID or time column, or
+a time that does not parse, is one error line; events of customers the customers
+table does not know are left out with one warning line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from stages.lib.core.errors import DataError
+from stages.lib.core.params_features import FeaturesParams
+from stages.lib.core.tables import READ_ERRORS, parquet_parts, read_table
+from stages.lib.data.dates import parse_dates
+
+
+@dataclass(frozen=True)
+class EventTable:
+    """An event table as the features read it: its rows' customer positions (in the customers table),
+    event times (ns since 1970) and aggregated columns (float64), in file order."""
+
+    name: str
+    customer: np.ndarray
+    time: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def table_path(events: str | Path, name: str) -> Path:
+    """The file or directory of table `name` in the events directory."""
+    folder = Path(events)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a directory; data.events names a directory holding the customers table "
+                        "and the event tables (docs/own-data.md, \"Event tables\")")
+    found = [path for path in (folder / f"{name}.parquet", folder / f"{name}.csv", folder / name) if path.exists()]
+    if not found:
+        raise DataError(f"{folder}: no table '{name}' (looked for {name}.parquet, {name}.csv and {name}/); add it, "
+                        "or change features.customers / features.tables")
+    return found[0]
+
+
+def table_columns(path: Path) -> list[str]:
+    """A table's column names, from its header alone."""
+    try:
+        if path.suffix.lower() == ".csv":
+            return list(pacsv.open_csv(path).schema.names)
+        return list(pq.read_schema(parquet_parts(path)[0]).names)
+    except READ_ERRORS as error:
+        raise DataError(f"{path}: cannot be read ({str(error).splitlines()[0]}); check the file is complete, "
+                        "or export it again") from None
+
+
+def require_columns(path: Path, columns: list[str], keys: dict[str, str]) -> None:
+    """A DataError naming the first of `columns` the table lacks and the param (in `keys`) that names it."""
+    present = set(table_columns(path))
+    for column in columns:
+        if column not in present:
+            key = keys.get(column, "")
+            raise DataError(f"{path}: no column '{column}'{f' ({key})' if key else ''}; the table has "
+                            f"{', '.join(sorted(present)[:12])}{' ...' if len(present) > 12 else ''}: rename the "
+                            f"column or change {key or 'the features section'}")
+
+
+def table_keys(name: str, features: FeaturesParams) -> dict[str, str]:
+    """Event table `name`'s columns the features read, each with the param that names it."""
+    spec = features.tables[name]
+    return {features.id_column: "features.id_column", spec.timestamp: f"features.tables.{name}.timestamp",
+            **{c: f"features.tables.{name}.sums" for c in spec.sums},
+            **{c: f"features.tables.{name}.means" for c in spec.means}}
+
+
+def read_events(events: str | Path, name: str, features: FeaturesParams, ids: pd.Series) -> EventTable:
+    """Table `name`'s events of the customers `ids` (a part of the customers table, or all of it), each
+    event's customer as its position in `ids`; other customers' events are left out."""
+    spec = features.tables[name]
+    path = table_path(events, name)
+    keys = table_keys(name, features)
+    table = read_table(path, list(keys))
+    # Parsed before any row is left out, so a bad time names its row of the file.
+    time = parse_dates(table[spec.timestamp], spec.timestamp, 0, str(path), key=keys[spec.timestamp],
+                       needs="its time").astype(np.int64)
+    values = {}
+    for column in dict.fromkeys([*spec.sums, *spec.means]):
+        series = table[column]
+        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            raise DataError(f"{path}: column '{column}' ({keys[column]}) is not numeric ({series.dtype}); sums "
+                            "and means need numbers: fix the export or remove the column there")
+        # A missing value adds nothing to a sum (and counts in a mean's denominator, as the event does).
+        values[column] = series.to_numpy(np.float64, na_value=0.0)
+    position = pd.Index(ids).get_indexer(table[features.id_column])
+    known = position >= 0
+    if not known.all():
+        position, time, values = position[known], time[known], {c: v[known] for c, v in values.items()}
+    return EventTable(name, position.astype(np.int64), time, values)

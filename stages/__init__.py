@@ -14,8 +14,9 @@ for every stage, its own file and the library modules it imports
 import sys
 
 # `python -m stages.<name>` imports this package first, with sys.argv[0] still "-m", and
-# only then the stage module, which spends seconds loading pandas, scikit-learn and
-# LightGBM. A Ctrl-C in those seconds must end the run quietly too, not with a traceback.
+# only then the stage module, which spends a fraction of a second loading pandas (its main
+# loads scikit-learn and LightGBM once the arguments parse, under run_stage's own Ctrl-C
+# handling). A Ctrl-C in that time must end the run quietly too, not with a traceback.
 if sys.argv[:1] == ["-m"]:
     from stages.lib.core.cli import exit_quietly_on_interrupt
 

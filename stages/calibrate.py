@@ -19,10 +19,7 @@ from stages.lib.core.files import read_json, save_object, write_json
 from stages.lib.core.params import load_params
 from stages.lib.data.sampling import sample_features
 from stages.lib.engines.base import open_engine
-from stages.lib.evaluation import images, plot_data
-from stages.lib.modeling.calibration import calibrate_and_choose
-from stages.lib.modeling.estimators import ChosenModel, Recipe
-from stages.lib.modeling.folds import Timeline
+from stages.lib.evaluation import plot_data
 
 
 def main(argv: Sequence[str]) -> None:
@@ -36,6 +33,12 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--threshold-image", required=True, help="output: the threshold curve as PNG")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    # Imported here: scikit-learn, LightGBM and matplotlib load for the work, not for --help.
+    from stages.lib.evaluation import images
+    from stages.lib.modeling.calibration import calibrate_and_choose
+    from stages.lib.modeling.estimators import ChosenModel, Recipe
+    from stages.lib.modeling.folds import Timeline
+
     chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
     recipe = Recipe(params.model, params.resample, params.base.seed)
     with open_engine(params.compute.engine) as engine:

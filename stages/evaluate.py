@@ -32,11 +32,8 @@ from stages.lib.data import drift
 from stages.lib.data.sampling import read_labels, sample_features
 from stages.lib.data.synthetic import true_probabilities_of
 from stages.lib.engines.base import open_engine
-from stages.lib.evaluation import images, plot_data
-from stages.lib.evaluation.baselines import baseline_metrics, baselines_note, fit_baselines
+from stages.lib.evaluation import plot_data
 from stages.lib.evaluation.explanations import mean_absolute_contributions
-from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
-from stages.lib.evaluation.periods import backtest_records, period_metrics
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 from stages.lib.scoring.batches import score_held_out
 from stages.lib.scoring.scorer import Scorer
@@ -68,6 +65,12 @@ def main(argv: Sequence[str]) -> None:
     if len(args.generated_path) != len(args.true_probabilities):
         parser.error("give each --generated-path its --true-probabilities")
     params = load_params(args.params)
+    # Imported here: scikit-learn, LightGBM and matplotlib load for the work, not for --help.
+    from stages.lib.evaluation import images
+    from stages.lib.evaluation.baselines import baseline_metrics, baselines_note, fit_baselines
+    from stages.lib.evaluation.metrics import check_test_labels, evaluate_scores, ideal_scorer_metrics, profit_report
+    from stages.lib.evaluation.periods import backtest_records, period_metrics
+
     id_columns = params.data.id_columns
     check_test_labels(read_labels(args.test), args.test)  # before any work: a split without buyers measures nothing
     saved = read_json(args.threshold)  # the threshold, and with objective profit its costs

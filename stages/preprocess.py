@@ -24,7 +24,6 @@ from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import save_object
 from stages.lib.core.params import load_params
 from stages.lib.core.tables import table_format
-from stages.lib.data.split import preprocess_table
 from stages.lib.engines.base import open_engine
 
 
@@ -38,6 +37,9 @@ def main(argv: Sequence[str]) -> None:
     params = load_params(args.params)
     for output in (args.train, args.test):
         table_format(output)  # an unknown suffix fails now, not after the work
+    # Imported here: scikit-learn (the preprocessor's base class) loads for the work, not for --help.
+    from stages.lib.data.split import preprocess_table
+
     with open_engine(params.compute.engine) as engine:
         counts, periods, preprocessor = preprocess_table(engine, args.input, params.data, params.preprocess,
                                                          params.base.seed, args.train, args.test)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import atomic_path
-from stages.lib.report.markdown import build_report
 from stages.lib.report.revisions import repository_root
 
 
@@ -29,6 +28,8 @@ def main(argv: Sequence[str]) -> None:
                         help="output: directory of the report's images and the plots page (default: dvc_plots)")
     args = parser.parse_args(argv)
     root = repository_root(Path.cwd())
+    from stages.lib.report.markdown import build_report  # here: matplotlib loads for the work, not for --help
+
     output = Path(args.output).resolve()
     report = build_report(root, args.base, Path(args.plots_dir).resolve(), output.parent)
     with atomic_path(output) as tmp:

@@ -17,7 +17,6 @@ from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.files import atomic_path, read_json, save_object
 from stages.lib.core.params import load_params
 from stages.lib.engines.base import open_engine
-from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel, Recipe, model_text, train_model
 
 
 def main(argv: Sequence[str]) -> None:
@@ -29,6 +28,9 @@ def main(argv: Sequence[str]) -> None:
                         help="output: LightGBM's text model, or the logistic regression's coefficients")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    # Imported here: scikit-learn, imbalanced-learn and LightGBM load for the work, not for --help.
+    from stages.lib.modeling.estimators import LIGHTGBM, ChosenModel, Recipe, model_text, train_model
+
     chosen = ChosenModel.from_json(read_json(args.best_params), args.best_params)
     recipe = Recipe(params.model, params.resample, params.base.seed)
     with open_engine(params.compute.engine) as engine:

@@ -23,10 +23,6 @@ from stages.lib.core.params import load_params
 from stages.lib.data.sampling import sample_features
 from stages.lib.engines.base import open_engine
 from stages.lib.modeling.edges import edge_warning, edges_hit
-from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, Recipe
-from stages.lib.modeling.family import choose_model
-from stages.lib.modeling.folds import Timeline
-from stages.lib.modeling.progress import TuningProgress
 
 
 def main(argv: Sequence[str]) -> None:
@@ -39,6 +35,12 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--trace", required=True, help="output: score per search iteration (plot JSON)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    # Imported here: scikit-learn, LightGBM and scikit-optimize load for the work, not for --help.
+    from stages.lib.modeling.estimators import LOGISTIC_REGRESSION, Recipe
+    from stages.lib.modeling.family import choose_model
+    from stages.lib.modeling.folds import Timeline
+    from stages.lib.modeling.progress import TuningProgress
+
     searches = params.model.family != LOGISTIC_REGRESSION
     recipe = Recipe(params.model, params.resample, params.base.seed)
     with open_engine(params.compute.engine) as engine:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
 
 # A contribution's direction as a reason shows it, indexed by its sign + 1.
 DIRECTIONS = np.array(["-", "0", "+"], dtype=object)
@@ -20,6 +19,8 @@ DIRECTIONS = np.array(["-", "0", "+"], dtype=object)
 
 def log_odds(model, features: pd.DataFrame, threads: int = 1) -> np.ndarray:
     """The model's raw score as log-odds: what the contributions add up to."""
+    from lightgbm import LGBMClassifier  # not at the top: as in stages.lib.scoring.scorer.raw_scores
+
     if isinstance(model, LGBMClassifier):
         return model.booster_.predict(features, raw_score=True, num_threads=threads)
     return model.decision_function(features)
@@ -41,6 +42,8 @@ def _term_features(encode) -> list[str]:
 
 def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(rows x features contributions in log-odds, in `features`' column order; each row's bias)."""
+    from lightgbm import LGBMClassifier  # not at the top: as in stages.lib.scoring.scorer.raw_scores
+
     if isinstance(model, LGBMClassifier):
         values = model.booster_.predict(features, pred_contrib=True, num_threads=threads)
         return values[:, :-1], values[:, -1]

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from stages.lib.core.params_model import EvaluateParams
-from stages.lib.modeling.linear import coefficients
 from stages.lib.modeling.ranking import Threshold, ranking_scores
 
 MAX_CURVE_POINTS = 300
@@ -57,6 +53,10 @@ def confusion_records(y: np.ndarray, predicted: np.ndarray) -> list[dict]:
 def test_plot_data(y: np.ndarray, probability: np.ndarray, raw: np.ndarray, threshold: Threshold,
                    settings: EvaluateParams) -> dict:
     """The plot series of the test split, by file name: curves in the model's order, calibration on probabilities."""
+    # Here, not at the top: the report reads this module's file names and must not load scikit-learn.
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
     ranking = ranking_scores(probability, raw)
     fpr, tpr, _ = roc_curve(y, ranking, drop_intermediate=True)
     precision, recall, _ = precision_recall_curve(y, ranking)
@@ -82,6 +82,11 @@ def feature_importance(model) -> tuple[pd.DataFrame, str]:
     """What the model leans on most, largest first, and what the number is: LightGBM's total gain per
     feature, or the logistic regression's absolute coefficient per term (a number's per standard
     deviation, a level's against its column's reference level)."""
+    # Here, not at the top: the report reads this module's file names and must not load LightGBM.
+    from lightgbm import LGBMClassifier
+
+    from stages.lib.modeling.linear import coefficients
+
     if isinstance(model, LGBMClassifier):
         booster = model.booster_
         table = pd.DataFrame({"feature": booster.feature_name(),

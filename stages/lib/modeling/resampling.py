@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from imblearn import FunctionSampler
-from imblearn.over_sampling import ADASYN, SMOTE, SMOTENC, BorderlineSMOTE
-from sklearn.neighbors import NearestNeighbors
 
 from stages.lib.core.errors import DataError
 from stages.lib.core.params_model import ResampleParams
@@ -25,7 +22,13 @@ from stages.lib.data.sampling import class_counts
 from stages.lib.data.schema import LABEL, SNAPSHOT, SYNTHETIC, categorical_columns_of, split_features
 from stages.lib.engines.base import Engine
 
-OVERSAMPLERS = {"smote": SMOTE, "smotenc": SMOTENC, "borderline_smote": BorderlineSMOTE, "adasyn": ADASYN}
+if TYPE_CHECKING:
+    from imblearn import FunctionSampler
+    from sklearn.neighbors import NearestNeighbors
+
+# Each method's sampler class in imblearn.over_sampling, by name: imbalanced-learn and scikit-learn load
+# only when rows are oversampled, so `resample.method: none` (the committed one) copies the split without them.
+OVERSAMPLERS = {"smote": "SMOTE", "smotenc": "SMOTENC", "borderline_smote": "BorderlineSMOTE", "adasyn": "ADASYN"}
 
 
 def check_minority_size(minority: int, resample: ResampleParams, where: str) -> None:
@@ -49,6 +52,8 @@ def _neighbours(k: int, method: str) -> NearestNeighbors:
     tables of every method are identical; benchmarks/README.md has the timings).
     SMOTENC searches one-hot (sparse) rows, where no tree applies.
     """
+    from sklearn.neighbors import NearestNeighbors  # only when oversampling (OVERSAMPLERS says why)
+
     return NearestNeighbors(n_neighbors=k + 1, algorithm="auto" if method == "smotenc" else "kd_tree")
 
 
@@ -60,20 +65,22 @@ def oversample(features: pd.DataFrame, y: np.ndarray, method: str, k_neighbors: 
     neighbours; the other methods interpolate, so their codes are rounded back
     to a level that exists.
     """
+    from imblearn import over_sampling  # only when oversampling (OVERSAMPLERS says why)
+
     categorical = categorical_columns_of(features)
     numeric = [c for c in features.columns if c not in set(categorical)]
     matrix = np.empty((len(features), features.shape[1]), dtype=np.float64)
     for i, column in enumerate(features.columns):
         series = features[column]
         matrix[:, i] = series.cat.codes if column in categorical else series.to_numpy(np.float64)
-    sampler_cls = OVERSAMPLERS[method]
+    sampler_cls = getattr(over_sampling, OVERSAMPLERS[method])
     options: dict[str, Any] = {"random_state": seed, "sampling_strategy": sampling_strategy}
     if method == "adasyn":
         options["n_neighbors"] = _neighbours(k_neighbors, method)
     else:
         options["k_neighbors"] = _neighbours(k_neighbors, method)
     if method == "borderline_smote":
-        options["m_neighbors"] = _neighbours(BorderlineSMOTE().m_neighbors, method)
+        options["m_neighbors"] = _neighbours(over_sampling.BorderlineSMOTE().m_neighbors, method)
     if method == "smotenc":
         if not categorical or not numeric:
             raise DataError(
@@ -104,6 +111,8 @@ def make_resampler(resample: ResampleParams, seed: int) -> FunctionSampler | Non
     """The resampler for an imbalanced-learn Pipeline; None when nothing is resampled."""
     if resample.method not in OVERSAMPLERS:
         return None
+    from imblearn import FunctionSampler  # only when oversampling (OVERSAMPLERS says why)
+
     return FunctionSampler(
         func=oversample,
         validate=False,

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
 
 from stages.lib.core.files import load_object, read_json
-from stages.lib.data.preprocessor import CustomerPreprocessor
 from stages.lib.modeling.ranking import Threshold
 from stages.lib.scoring.artifacts import verify_artifacts
+
+if TYPE_CHECKING:  # unpickling the preprocessor imports its module (and scikit-learn), after predict's set-up
+    from stages.lib.data.preprocessor import CustomerPreprocessor
 
 # The files scoring loads, by the path dvc.yaml gives them (`vars: paths:`) and dvc.lock records.
 PREPROCESSOR = "models/preprocessor.joblib"
@@ -50,6 +52,9 @@ class Scorer:
 
 def raw_scores(model, features: pd.DataFrame, threads: int) -> np.ndarray:
     """The model's own probability of buying, for either family (LightGBM with `threads` threads)."""
+    # Here, not at the top: predict sets OMP_WAIT_POLICY before LightGBM (and its OpenMP) loads.
+    from lightgbm import LGBMClassifier
+
     if isinstance(model, LGBMClassifier):
         # Prediction is per row, so any thread count gives the same scores.
         return model.predict_proba(features, num_threads=threads)[:, 1]

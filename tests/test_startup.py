@@ -27,7 +27,8 @@ import pytest
 from stages.lib.core.tables import write_table
 from tests.helpers import PYTHON, REPO_ROOT, child_env, edited_params, write_params
 
-STAGES = ["generate", "preprocess", "resample", "tune", "calibrate", "train", "evaluate", "predict", "report"]
+STAGES = ["generate", "generate_events", "features", "preprocess", "resample", "tune", "calibrate", "train", "evaluate",
+          "predict", "report"]
 # What only a stage's work needs, never its start-up.
 WORK_LIBRARIES = {"sklearn", "lightgbm", "matplotlib", "skopt", "imblearn", "scipy", "dask", "distributed"}
 

@@ -1,17 +1,21 @@
 """Why a customer scored as they did: each feature's contribution to the model's log-odds of buying.
 
-LightGBM: its own exact tree contributions (`pred_contrib`, TreeSHAP). The logistic
-regression: coefficient x transformed value, summed over the terms a feature makes
-(a category's one-hot levels). For either family the contributions of all features
-plus the bias add up to the model's raw log-odds (`log_odds`), the score before
-calibration. `stages.predict --explain N` turns the largest into reason codes;
-`evaluate` averages their size over the test split.
+LightGBM: its own exact tree contributions (TreeSHAP, what `pred_contrib` gives), from
+per-tree tables of LightGBM's vectors (stages.lib.evaluation.tree_contributions: within
+rounding of `pred_contrib`, for the cost of one or two raw-score predicts; `pred_contrib`
+itself where a table would not pay). The logistic regression: coefficient x transformed
+value, summed over the terms a feature makes (a category's one-hot levels). For either
+family the contributions of all features plus the bias add up to the model's raw
+log-odds (`log_odds`), the score before calibration. `stages.predict --explain N` turns
+the largest into reason codes; `evaluate` averages their size over the test split.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from stages.lib.evaluation.tree_contributions import tree_contributions
 
 # A contribution's direction as a reason shows it, indexed by its sign + 1.
 DIRECTIONS = np.array(["-", "0", "+"], dtype=object)
@@ -45,7 +49,7 @@ def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.n
     from lightgbm import LGBMClassifier  # not at the top: as in stages.lib.scoring.scorer.raw_scores
 
     if isinstance(model, LGBMClassifier):
-        values = model.booster_.predict(features, pred_contrib=True, num_threads=threads)
+        values = tree_contributions(model.booster_, features, threads)
         return values[:, :-1], values[:, -1]
     encode, classifier = model.named_steps["encode"], model.named_steps["classifier"]
     terms = np.asarray(encode.transform(features), dtype=np.float64) * classifier.coef_[0]

@@ -29,7 +29,7 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["generate", "preprocess", "resample", "tune", "calibrate", "train", "evaluate"]
+STAGES = ["generate", "generate_events", "features", "preprocess", "resample", "tune", "calibrate", "train", "evaluate"]
 FLAT_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision",
                 "tp", "fp", "tn", "fn", "threshold"}
 IDEAL_METRICS = {"roc_auc", "average_precision", "brier", "roc_auc_ratio", "average_precision_ratio", "brier_ratio"}

@@ -144,9 +144,9 @@ def test_the_test_suite_passes_in_a_workspace_changed_as_the_readme_says(tmp_pat
     git("init", "-q", cwd=workspace)
     edit_params_file(workspace / "params.yaml", {
         "threshold.objective": "min_precision",
-        "data": {"path": "data/customers.csv", "target": "converted", "positive_label": "Yes",
-                 "id_columns": ["account_id"], "categorical_columns": None, "duplicate_ids": "warn",
-                 "time_column": None, "gap_periods": 0},
+        "data": {"path": "data/customers.csv", "events": "data/raw/events", "target": "converted",
+                 "positive_label": "Yes", "id_columns": ["account_id"], "categorical_columns": None,
+                 "duplicate_ids": "warn", "time_column": None, "gap_periods": 0},
     })
     (workspace / "data" / "customers.csv").write_text("account_id,visits,converted\nA1,3,Yes\nA2,1,No\n")
     dvc("add", "data/customers.csv", cwd=workspace)

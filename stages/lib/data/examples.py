@@ -14,7 +14,7 @@ import pandas as pd
 
 # The `data` section of params.yaml for own_customer_table() written to its path.
 OWN_TABLE_DATA: dict[str, Any] = {
-    "path": "data/own/export.csv", "target": "converted", "positive_label": "Yes",
+    "path": "data/own/export.csv", "events": "data/raw/events", "target": "converted", "positive_label": "Yes",
     "id_columns": ["account_ref"], "categorical_columns": None, "duplicate_ids": "warn",
     "time_column": None, "gap_periods": 0,
 }

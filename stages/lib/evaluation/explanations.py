@@ -15,8 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.evaluation.tree_contributions import tree_contributions
-
 # A contribution's direction as a reason shows it, indexed by its sign + 1.
 DIRECTIONS = np.array(["-", "0", "+"], dtype=object)
 
@@ -49,6 +47,9 @@ def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.n
     from lightgbm import LGBMClassifier  # not at the top: as in stages.lib.scoring.scorer.raw_scores
 
     if isinstance(model, LGBMClassifier):
+        # Here, not at the top: it imports LightGBM, which scoring loads only with the model (tests/test_startup.py).
+        from stages.lib.evaluation.tree_contributions import tree_contributions
+
         values = tree_contributions(model.booster_, features, threads)
         return values[:, :-1], values[:, -1]
     encode, classifier = model.named_steps["encode"], model.named_steps["classifier"]

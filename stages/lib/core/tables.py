@@ -23,6 +23,7 @@ CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserError)
 GLOB_CHARACTERS = ("*", "?", "[")
+ROW_GROUP_ROWS = 1024 * 1024   # pyarrow's default row group
 PART_NAME = "part-{:05d}.parquet"  # the files of a partitioned output, in row order
 
 
@@ -140,12 +141,19 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     fmt = table_format(path)
     # A directory of parquet files in the way is an earlier compute.engine dask run's output.
     with atomic_path(path, replaces_directory_of=PARQUET_SUFFIXES) as tmp:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
         if fmt == "csv":
             # pyarrow writes CSV an order of magnitude faster than pandas; nulls become empty fields.
-            pacsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp, compression="zstd")
+            pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            return
+        # A row group at a time, each converted only when it is written: memory holds the frame and one
+        # row group's copy, not two frames. The groups are pyarrow's default size, so the file is the same.
+        first = pa.Table.from_pandas(frame.iloc[:ROW_GROUP_ROWS], preserve_index=False)
+        with pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
+            writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
+            for start in range(ROW_GROUP_ROWS, len(frame), ROW_GROUP_ROWS):
+                group = pa.Table.from_pandas(frame.iloc[start:start + ROW_GROUP_ROWS], preserve_index=False,
+                                             schema=first.schema)
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
 
 
 def write_partitioned(frame: pd.DataFrame, path: str | Path) -> None:

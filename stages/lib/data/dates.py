@@ -29,7 +29,14 @@ def parse_dates(series: pd.Series, column: str, offset: int, source: str, key: s
     """A time column's values as datetime64[ns] (time zones converted to UTC); a missing or unparsable
     value is a DataError naming its data row (1: the table's first row) and the param `key` that names the
     column."""
-    if pd.api.types.is_datetime64_any_dtype(series):
+    if pd.api.types.is_datetime64_any_dtype(series) and getattr(series.dtype, "tz", None) is None:
+        # Already times without a zone (a parquet timestamp): read as they are, without the copies a
+        # conversion to UTC and back makes of a column of tens of millions of events.
+        values = series.to_numpy("datetime64[ns]")
+        if not np.isnat(values).any():
+            return values
+        parsed = pd.to_datetime(series, utc=True)
+    elif pd.api.types.is_datetime64_any_dtype(series):
         parsed = pd.to_datetime(series, utc=True)
     else:
         parsed = pd.to_datetime(series.astype("string").str.strip(), format="ISO8601", errors="coerce", utc=True)

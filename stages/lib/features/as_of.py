@@ -18,6 +18,8 @@ engine may cut the customers into partitions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -32,11 +34,16 @@ class SortedEvents:
     """One table's events sorted by (customer, time), searchable by (customer, time bound)."""
 
     def __init__(self, table: EventTable, customers: int):
-        order = np.lexsort((table.time, table.customer))  # stable: ties keep the file's order
-        self.customer = table.customer[order]
-        self.time = table.time[order]
-        # Values padded with one zero so every run's end is a valid reduceat index.
-        self.values = {name: np.append(values[order], 0.0) for name, values in table.values.items()}
+        if table.ordered:
+            customer, self.time, values = table.customer, table.time, table.values
+        else:
+            order = np.lexsort((table.time, table.customer))  # stable: ties keep the file's order
+            customer, self.time = table.customer[order], table.time[order]
+            values = {name: column[order] for name, column in table.values.items()}
+        # Values padded with one zero so every run's end is a valid reduceat index; each column is taken
+        # from `values` as it is padded, so the columns are not held twice (an ordered table hands its columns
+        # over: they leave its `values`).
+        self.values = {name: np.append(values.pop(name), 0.0) for name in list(values)}
         # Bounds are whole seconds (a cutoff is a date at 00:00, windows are whole days), so comparing whole
         # seconds is exact, and a customer x seconds key fits in 64 bits.
         seconds = self.time // SECOND_NS
@@ -44,8 +51,10 @@ class SortedEvents:
         self.span = (int(seconds.max()) - self.origin + 2) if len(seconds) else 2
         if customers * self.span >= 2**62:
             raise ValueError("events span too long for the customer x time key")
-        self.key = self.customer * self.span + (seconds - self.origin)
-        self.starts = np.searchsorted(self.customer, np.arange(customers), side="left")
+        seconds -= self.origin
+        self.key = customer * self.span + seconds
+        del seconds
+        self.starts = np.searchsorted(customer, np.arange(customers), side="left")
 
     def first_at_or_after(self, customers: np.ndarray, bound_ns: int) -> np.ndarray:
         """For each customer, the position of its first event at or after `bound_ns` (its run's end if none)."""
@@ -60,36 +69,43 @@ class SortedEvents:
         return np.where(hi > lo, sums, 0.0)
 
 
-def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None, tables: dict[str, EventTable],
-                   cutoffs: list[pd.Timestamp], features: FeaturesParams, with_label: bool) -> pd.DataFrame:
+def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
+                   tables: Mapping[str, EventTable | Callable[[], EventTable]], cutoffs: list[pd.Timestamp],
+                   features: FeaturesParams, with_label: bool) -> pd.DataFrame:
     """The rows of every (cutoff, customer joined before it), cutoff by cutoff in the customers' order.
 
     `customers`: the customers table (ID and static attributes; its join column is `joined`, ns since 1970,
     or None: every customer at every cutoff); `tables`: their events by table name, `customer` being a
-    position in `customers`."""
+    position in `customers`, or a function that reads them: tables are read, sorted and aggregated one at
+    a time, so only one table's events are in memory at once."""
     static = customers.drop(columns=[c for c in (features.joined_column,) if c in customers.columns])
     static = static.reset_index(drop=True)
     everyone = np.arange(len(customers))
-    searchable = {name: SortedEvents(table, len(customers)) for name, table in tables.items()}
-    frames = []
-    for cutoff in cutoffs:
-        cut = int(pd.Timestamp(cutoff).value)
-        rows = everyone if joined is None else np.flatnonzero(joined < cut)
-        columns: dict[str, np.ndarray] = {}
-        if joined is not None:
-            columns["tenure_days"] = (cut - joined[rows]) / DAY_NS
-        for name, events in searchable.items():
-            columns.update(_table_features(name, events, rows, cut, features))
-        frame = static.iloc[rows].reset_index(drop=True)
-        frame.insert(1, features.snapshot_column, f"{pd.Timestamp(cutoff):%Y-%m-%d}")
-        frame = pd.concat([frame, pd.DataFrame(columns)], axis=1)
-        if with_label:
-            events = searchable[features.label_table]
-            start = events.first_at_or_after(rows, cut)
-            end = events.first_at_or_after(rows, cut + features.label_window_days * DAY_NS)
-            frame[features.label_column] = (end > start).astype(np.int8)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    cuts = [int(pd.Timestamp(cutoff).value) for cutoff in cutoffs]
+    rows = [everyone if joined is None else np.flatnonzero(joined < cut) for cut in cuts]
+    pieces: dict[str, list[np.ndarray]] = {}
+    if joined is not None:
+        pieces["tenure_days"] = [(cut - joined[chosen]) / DAY_NS for cut, chosen in zip(cuts, rows)]
+    label: list[np.ndarray] = []
+    for name, table in tables.items():
+        events = SortedEvents(table() if callable(table) else table, len(customers))
+        for cut, chosen in zip(cuts, rows):
+            for column, values in _table_features(name, events, chosen, cut, features).items():
+                pieces.setdefault(column, []).append(values)
+            if with_label and name == features.label_table:
+                start = events.first_at_or_after(chosen, cut)
+                end = events.first_at_or_after(chosen, cut + features.label_window_days * DAY_NS)
+                label.append((end > start).astype(np.int8))
+        del events
+    if with_label:
+        pieces[features.label_column] = label
+    frame = static.take(np.concatenate(rows)).reset_index(drop=True)
+    dates = np.array([f"{pd.Timestamp(cutoff):%Y-%m-%d}" for cutoff in cutoffs], dtype=object)
+    frame.insert(1, features.snapshot_column, np.repeat(dates, [len(chosen) for chosen in rows]))
+    # Column by column, each list freed once joined: the table is held once, not twice.
+    for column in list(pieces):
+        frame[column] = np.concatenate(pieces.pop(column))
+    return frame
 
 
 def _table_features(name: str, events: SortedEvents, rows: np.ndarray, cut: int,

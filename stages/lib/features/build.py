@@ -22,7 +22,7 @@ from stages.lib.core.params_features import FeaturesParams
 from stages.lib.core.tables import read_table
 from stages.lib.data.dates import date_label, parse_dates
 from stages.lib.features.as_of import features_as_of
-from stages.lib.features.event_tables import read_events, require_columns, table_keys, table_path
+from stages.lib.features.event_tables import EventTable, read_events, require_columns, table_keys, table_path
 from stages.lib.scoring.artifacts import verify_artifacts
 
 
@@ -59,13 +59,21 @@ def build_part(part: pd.DataFrame, offset: int, events: str, features: FeaturesP
     built from the part's own events in the tables of directory `events`."""
     source = str(table_path(events, features.customers))
     customers, joined = customers_of(part, offset, features, source)
-    tables, counts, first = {}, {}, None
-    for name in features.tables:
-        table = read_events(events, name, features, customers[features.id_column])
-        tables[name], counts[name] = table, len(table.time)
-        if len(table.time):
-            first = int(table.time.min()) if first is None else min(first, int(table.time.min()))
-    frame = features_as_of(customers, joined, tables, [pd.Timestamp(c) for c in cutoffs], features, with_label)
+    counts: dict[str, int] = {}
+    firsts: list[int] = []
+
+    def reader(name: str):
+        def read() -> EventTable:
+            table = read_events(events, name, features, customers[features.id_column])
+            counts[name] = len(table.time)
+            if len(table.time):
+                firsts.append(int(table.time.min()))
+            return table
+        return read
+
+    frame = features_as_of(customers, joined, {name: reader(name) for name in features.tables},
+                           [pd.Timestamp(c) for c in cutoffs], features, with_label)
+    first = min(firsts) if firsts else None
     buyers = int(frame[features.label_column].sum()) if with_label else 0
     return [frame], PartSummary(len(frame), buyers, counts, first)
 

@@ -26,12 +26,14 @@ from stages.lib.data.dates import parse_dates
 @dataclass(frozen=True)
 class EventTable:
     """An event table as the features read it: its rows' customer positions (in the customers table),
-    event times (ns since 1970) and aggregated columns (float64), in file order."""
+    event times (ns since 1970) and aggregated columns (float64); in file order, or with `ordered` sorted by
+    (customer, time) with ties in file order."""
 
     name: str
     customer: np.ndarray
     time: np.ndarray
     values: dict[str, np.ndarray]
+    ordered: bool = False
 
 
 def table_path(events: str | Path, name: str) -> Path:
@@ -79,24 +81,35 @@ def table_keys(name: str, features: FeaturesParams) -> dict[str, str]:
 
 def read_events(events: str | Path, name: str, features: FeaturesParams, ids: pd.Series) -> EventTable:
     """Table `name`'s events of the customers `ids` (a part of the customers table, or all of it), each
-    event's customer as its position in `ids`; other customers' events are left out."""
+    event's customer as its position in `ids`; other customers' events are left out. A parquet table is read
+    a column at a time (what memory holds is one column of the file beside the arrays kept)."""
     spec = features.tables[name]
     path = table_path(events, name)
     keys = table_keys(name, features)
-    table = read_table(path, list(keys))
+    whole = read_table(path, list(keys)) if path.suffix.lower() == ".csv" else None
+
+    def column(key: str) -> pd.Series:
+        return whole[key] if whole is not None else read_table(path, [key])[key]
+
+    position = pd.Index(ids).get_indexer(column(features.id_column))
     # Parsed before any row is left out, so a bad time names its row of the file.
-    time = parse_dates(table[spec.timestamp], spec.timestamp, 0, str(path), key=keys[spec.timestamp],
+    time = parse_dates(column(spec.timestamp), spec.timestamp, 0, str(path), key=keys[spec.timestamp],
                        needs="its time").astype(np.int64)
+    # The events of known customers, sorted by (customer, time), ties in file order; each value column is put
+    # in that order as it is read, so no column is held twice.
+    order = np.flatnonzero(position >= 0)
+    order = order[np.lexsort((time[order], position[order]))]
+    position, time = position[order], time[order]
+
+    def kept(values: np.ndarray) -> np.ndarray:
+        return values[order]
+
     values = {}
-    for column in dict.fromkeys([*spec.sums, *spec.means]):
-        series = table[column]
+    for name_ in dict.fromkeys([*spec.sums, *spec.means]):
+        series = column(name_)
         if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            raise DataError(f"{path}: column '{column}' ({keys[column]}) is not numeric ({series.dtype}); sums "
+            raise DataError(f"{path}: column '{name_}' ({keys[name_]}) is not numeric ({series.dtype}); sums "
                             "and means need numbers: fix the export or remove the column there")
         # A missing value adds nothing to a sum (and counts in a mean's denominator, as the event does).
-        values[column] = series.to_numpy(np.float64, na_value=0.0)
-    position = pd.Index(ids).get_indexer(table[features.id_column])
-    known = position >= 0
-    if not known.all():
-        position, time, values = position[known], time[known], {c: v[known] for c, v in values.items()}
-    return EventTable(name, position.astype(np.int64), time, values)
+        values[name_] = kept(series.to_numpy(np.float64, na_value=0.0))
+    return EventTable(name, position.astype(np.int64), time, values, ordered=True)

@@ -50,11 +50,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from stages.lib.core.cli import run_stage, stage_parser
 from stages.lib.core.cores import usable_cores
@@ -64,11 +67,11 @@ from stages.lib.core.params_types import AUTO, ENGINES
 from stages.lib.core.tables import is_directory_output, is_partitioned, read_table, table_format, write_table
 from stages.lib.data import drift
 from stages.lib.engines.base import open_engine
-from stages.lib.features.build import as_of_date, build_part, check_inputs, load_features_spec
+from stages.lib.features.build import build_part, check_inputs
 from stages.lib.features.event_tables import table_path
 from stages.lib.scoring.artifacts import find_lock
 from stages.lib.scoring.batches import BATCH_ROWS, score_table
-from stages.lib.scoring.scorer import DEFAULT_MODELS_DIR, load_scorer
+from stages.lib.scoring.scorer import DEFAULT_MODELS_DIR, load_features_spec, load_scorer
 
 
 def main(argv: Sequence[str]) -> None:
@@ -178,6 +181,15 @@ def built_features(models: str, lock: Path | None, as_of: str, events: str | Non
     [frame], _ = build_part(customers, 0, str(Path(events).resolve()), features, [cutoff], False)
     write_table(frame, output)
     return output
+
+
+def as_of_date(text: str) -> str:
+    """An --as-of date as ISO text; anything else is one error line."""
+    try:
+        return f"{pd.Timestamp(datetime.date.fromisoformat(text.strip())):%Y-%m-%d}"
+    except ValueError:
+        raise DataError(f"--as-of {text}: not an ISO date; give the date to score at, e.g. --as-of 2025-07-31 "
+                        "(features from the events before it)") from None
 
 
 def _thread_count(text: str) -> int | str:

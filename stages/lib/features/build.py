@@ -9,7 +9,7 @@ customers at one date, without the label.
 
 from __future__ import annotations
 
-import datetime
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +17,19 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import DataError
-from stages.lib.core.files import read_json, write_json
+from stages.lib.core.files import write_json
 from stages.lib.core.params_features import FeaturesParams
 from stages.lib.core.tables import read_table
 from stages.lib.data.dates import date_label, parse_dates
 from stages.lib.features.as_of import features_as_of
-from stages.lib.features.event_tables import EventTable, read_events, require_columns, table_keys, table_path
-from stages.lib.scoring.artifacts import verify_artifacts
+from stages.lib.features.event_tables import (
+    EventTable,
+    read_events,
+    require_columns,
+    require_present,
+    table_keys,
+    table_path,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,8 @@ class PartSummary:
 def customers_of(part: pd.DataFrame, offset: int, features: FeaturesParams, source: str
                  ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """A part of the customers table, checked, with the ID first; and its join dates (ns since 1970)."""
-    for column, key in ((features.id_column, "features.id_column"), (features.joined_column, "features.joined_column")):
-        if column and column not in part.columns:
-            raise DataError(f"{source}: no column '{column}' ({key}); rename the column or change {key}")
+    keys = {features.id_column: "features.id_column", features.joined_column: "features.joined_column"}
+    require_present(source, part.columns, [c for c in keys if c], keys)
     repeated = part[features.id_column].duplicated().to_numpy()
     if repeated.any():
         row = int(np.flatnonzero(repeated)[0])
@@ -62,16 +67,14 @@ def build_part(part: pd.DataFrame, offset: int, events: str, features: FeaturesP
     counts: dict[str, int] = {}
     firsts: list[int] = []
 
-    def reader(name: str):
-        def read() -> EventTable:
-            table = read_events(events, name, features, customers[features.id_column])
-            counts[name] = len(table.time)
-            if len(table.time):
-                firsts.append(int(table.time.min()))
-            return table
-        return read
+    def read(name: str) -> EventTable:
+        # Called by features_as_of when it gets to the table, so one table's events are in memory at a time.
+        table = read_events(events, name, features, customers[features.id_column])
+        counts[name] = len(table.time)
+        firsts.extend([int(table.time.min())] if len(table.time) else [])
+        return table
 
-    frame = features_as_of(customers, joined, {name: reader(name) for name in features.tables},
+    frame = features_as_of(customers, joined, {name: functools.partial(read, name) for name in features.tables},
                            [pd.Timestamp(c) for c in cutoffs], features, with_label)
     first = min(firsts) if firsts else None
     buyers = int(frame[features.label_column].sum()) if with_label else 0
@@ -124,22 +127,3 @@ def report_lines(summaries: list[PartSummary], unknown: dict[str, int], cutoffs:
 def write_spec(features: FeaturesParams, path: str | Path) -> None:
     """The features' definition, saved beside the model so scoring builds the features training used."""
     write_json(features.model_dump(mode="json"), path)
-
-
-SPEC_LOCK_PATH = "models/features.json"   # where dvc.lock records the spec the features stage wrote
-
-
-def load_features_spec(models: str | Path, lock: Path | None) -> FeaturesParams:
-    """The features' definition saved with the model, once it matches dvc.lock."""
-    path = Path(models) / Path(SPEC_LOCK_PATH).name
-    verify_artifacts({SPEC_LOCK_PATH: path}, lock)
-    return FeaturesParams.model_validate(read_json(path))
-
-
-def as_of_date(text: str) -> str:
-    """An --as-of date as ISO text; anything else is one error line."""
-    try:
-        return f"{pd.Timestamp(datetime.date.fromisoformat(text.strip())):%Y-%m-%d}"
-    except ValueError:
-        raise DataError(f"--as-of {text}: not an ISO date; give the date to score at, e.g. --as-of 2025-07-31 "
-                        "(features from the events before it)") from None

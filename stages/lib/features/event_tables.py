@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from stages.lib.core.errors import DataError
 from stages.lib.core.params_features import FeaturesParams
-from stages.lib.core.tables import READ_ERRORS, parquet_parts, read_table
+from stages.lib.core.tables import READ_ERRORS, parquet_header, read_table
 from stages.lib.data.dates import parse_dates
 
 
@@ -54,7 +53,7 @@ def table_columns(path: Path) -> list[str]:
     try:
         if path.suffix.lower() == ".csv":
             return list(pacsv.open_csv(path).schema.names)
-        return list(pq.read_schema(parquet_parts(path)[0]).names)
+        return list(parquet_header(path).columns)
     except READ_ERRORS as error:
         raise DataError(f"{path}: cannot be read ({str(error).splitlines()[0]}); check the file is complete, "
                         "or export it again") from None
@@ -62,11 +61,16 @@ def table_columns(path: Path) -> list[str]:
 
 def require_columns(path: Path, columns: list[str], keys: dict[str, str]) -> None:
     """A DataError naming the first of `columns` the table lacks and the param (in `keys`) that names it."""
-    present = set(table_columns(path))
+    require_present(str(path), table_columns(path), columns, keys)
+
+
+def require_present(source: str, present_columns, columns: list[str], keys: dict[str, str]) -> None:
+    """`require_columns` for columns already known (a file's header, a frame's columns)."""
+    present = set(present_columns)
     for column in columns:
         if column not in present:
             key = keys.get(column, "")
-            raise DataError(f"{path}: no column '{column}'{f' ({key})' if key else ''}; the table has "
+            raise DataError(f"{source}: no column '{column}'{f' ({key})' if key else ''}; the table has "
                             f"{', '.join(sorted(present)[:12])}{' ...' if len(present) > 12 else ''}: rename the "
                             f"column or change {key or 'the features section'}")
 
@@ -101,15 +105,12 @@ def read_events(events: str | Path, name: str, features: FeaturesParams, ids: pd
     order = order[np.lexsort((time[order], position[order]))]
     position, time = position[order], time[order]
 
-    def kept(values: np.ndarray) -> np.ndarray:
-        return values[order]
-
     values = {}
-    for name_ in dict.fromkeys([*spec.sums, *spec.means]):
-        series = column(name_)
+    for aggregated in dict.fromkeys([*spec.sums, *spec.means]):
+        series = column(aggregated)
         if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            raise DataError(f"{path}: column '{name_}' ({keys[name_]}) is not numeric ({series.dtype}); sums "
-                            "and means need numbers: fix the export or remove the column there")
+            raise DataError(f"{path}: column '{aggregated}' ({keys[aggregated]}) is not numeric ({series.dtype}); "
+                            "sums and means need numbers: fix the export or remove the column there")
         # A missing value adds nothing to a sum (and counts in a mean's denominator, as the event does).
-        values[name_] = kept(series.to_numpy(np.float64, na_value=0.0))
+        values[aggregated] = series.to_numpy(np.float64, na_value=0.0)[order]
     return EventTable(name, position.astype(np.int64), time, values, ordered=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.files import load_object, read_json
+from stages.lib.core.params_features import FeaturesParams
 from stages.lib.modeling.ranking import Threshold
 from stages.lib.scoring.artifacts import verify_artifacts
 
@@ -73,3 +74,14 @@ def load_scorer(models_dir: str | Path, lock: Path | None, threads: int = 1, exp
     return Scorer(preprocessor=load_object(files[PREPROCESSOR]), model=load_object(files[MODEL]),
                   calibrator=load_object(files[CALIBRATOR]), threshold=Threshold.from_json(read_json(files[THRESHOLD])),
                   threads=threads, explain=explain)
+
+
+FEATURES_SPEC = "models/features.json"   # the features stage's definition, where dvc.lock records it
+
+
+def load_features_spec(models_dir: str | Path, lock: Path | None) -> FeaturesParams:
+    """The definition of the features the model learned from (the features stage's), once it matches
+    dvc.lock: what `stages.predict --as-of` builds the customers' features with."""
+    path = Path(models_dir) / Path(FEATURES_SPEC).name
+    verify_artifacts({FEATURES_SPEC: path}, lock)
+    return FeaturesParams.model_validate(read_json(path))

@@ -16,8 +16,9 @@ changes the data, the split, the folds and the search), so each row pairs the pi
 average precision with the ideal scorer's and the ceiling's on the same test customers.
 
 Options (benchmarks/configs.yaml): `seeds` (base.seed of each run), `ceiling_rows` (training rows of
-each ceiling model), `threads` (LightGBM threads of the ceiling fits), `params` (dotted keys set in
-every run on top of the committed params).
+each ceiling model; empty: the pipeline beside the ideal scorer only, as a search-space comparison
+needs), `threads` (LightGBM threads of the ceiling fits), `params` (dotted keys set in every run on top
+of the committed params; `data.categorical_columns` there is the ceiling's too).
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ def shipped(record: dict) -> str:
 def summary(result: dict) -> str:
     figures = result["figures"]
     sizes = figures["ceiling_rows"]
-    done = [r for r in figures["runs"] if r["completed"] and "ceiling" in r]
+    done = [r for r in figures["runs"] if r["completed"] and ("ceiling" in r or not sizes)]
+    of_ceiling = ["pipeline of ceiling"] if sizes else []
     header = ["`base.seed`", "test buyers", "ideal AP", "pipeline AP", "of ideal",
-              *[f"ceiling {n:,} AP (of ideal)" for n in sizes], "pipeline of ceiling", "ships (LightGBM - LR, se)",
+              *[f"ceiling {n:,} AP (of ideal)" for n in sizes], *of_ceiling, "ships (LightGBM - LR, se)",
               "edges"]
     rows = []
     for r in done:
@@ -124,18 +126,21 @@ def summary(result: dict) -> str:
         rows.append([str(r["seed"]), str(r["test_buyers"]), f"{r['ideal']:.4f}", f"{r['pipeline']:.4f}",
                      f"{r['pipeline'] / r['ideal']:.3f}",
                      *[f"{c:.4f} ({c / r['ideal']:.3f})" for c in ceilings],
-                     f"{r['pipeline'] / ceilings[-1]:.3f}", shipped(r),
+                     *([f"{r['pipeline'] / ceilings[-1]:.3f}"] if sizes else []), shipped(r),
                      ", ".join(f"{k} {v}" for k, v in r["edges"].items())])
     if len(done) > 1:
         def spread(values: list[float]) -> str:
-            return f"{mean(values):.3f} (sd {stdev(values):.3f}, {min(values):.3f}-{max(values):.3f})"
+            return (f"{mean(values):.3f} (se {stdev(values) / len(values) ** 0.5:.3f}, sd {stdev(values):.3f}, "
+                    f"{min(values):.3f}-{max(values):.3f})")
         rows.append(["mean", "", "", "", spread([r["pipeline"] / r["ideal"] for r in done]),
                      *[spread([r["ceiling"][str(n)] / r["ideal"] for r in done]) for n in sizes],
-                     spread([r["pipeline"] / r["ceiling"][str(sizes[-1])] for r in done]), "", ""])
+                     *([spread([r["pipeline"] / r["ceiling"][str(sizes[-1])] for r in done])] if sizes else []),
+                     "", ""])
     fits = ", ".join(f"{n:,} rows: {figures['ceiling_trees'][str(n)]} trees" for n in sizes
                      if str(n) in figures.get("ceiling_trees", {}))
-    return "\n".join([about(result), "", f"Ceiling models ({fits}).", "",
-                      table(header, rows, "rrrrr" + "r" * len(sizes) + "rll"), ""])
+    fitted = [f"Ceiling models ({fits}).", ""] if sizes else []
+    return "\n".join([about(result), "", *fitted,
+                      table(header, rows, "rrrrr" + "r" * (len(sizes) + len(of_ceiling)) + "ll"), ""])
 
 
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
@@ -144,6 +149,8 @@ def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any
     overrides = {key.split(".", 1)[1]: value for key, value in (options.get("params") or {}).items()
                  if key.startswith("generate.")}
     generate = GenerateParams(**{**committed["generate"], **overrides})
+    categorical = (options.get("params") or {}).get("data.categorical_columns",
+                                                    committed["data"]["categorical_columns"])
     figures.update({"generate": generate.model_dump(), "ceiling_model": CEILING_MODEL,
                     "ceiling_rows": sorted(options["ceiling_rows"]), "ceiling_trees": {}, "runs": []})
     runs, workdirs = figures["runs"], []
@@ -157,8 +164,7 @@ def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any
             save()
         tests = {r["seed"]: held_out_customers(w, r) for r, w in zip(runs, workdirs) if r["completed"]}
         for rows in figures["ceiling_rows"]:
-            model, levels = fit_ceiling(rows, generate, committed["data"]["categorical_columns"],
-                                        options.get("threads", 2))
+            model, levels = fit_ceiling(rows, generate, categorical, options.get("threads", 2))
             figures["ceiling_trees"][str(rows)] = model.best_iteration_
             print(f"[ceiling] {rows:,} rows: {model.best_iteration_} trees", file=sys.stderr)
             for record in runs:

@@ -74,7 +74,7 @@ BASELINE_KEYS = ("average_precision", "roc_auc", "average_precision_difference_s
 
 def pipeline_quality(workdir: Path) -> dict[str, Any]:
     """The test split's ranking quality from the run's metrics/metrics.json: model, ideal scorer, baselines;
-    and from metrics/tune.json, the family that shipped and the comparison that chose it."""
+    and from metrics/tune.json, the family that shipped, the comparison that chose it and the search's edges."""
     metrics = json.loads((workdir / "metrics" / "metrics.json").read_text())
     tune = json.loads((workdir / "metrics" / "tune.json").read_text())
     ideal = metrics.get("ideal") or {}
@@ -89,6 +89,7 @@ def pipeline_quality(workdir: Path) -> dict[str, Any]:
                       for name, values in (metrics.get("baselines") or {}).items()},
         "family": tune.get("family", "lightgbm"),
         "comparison": tune.get("comparison"),
+        "edges": tune.get("lightgbm", {}).get("edges", {}),
     }
 
 

@@ -17,7 +17,7 @@ from stages.lib.core.params_features import FeaturesParams
 from stages.lib.core.tables import write_table
 from stages.lib.features.as_of import DAY_NS, features_as_of
 from stages.lib.features.build import build_part
-from stages.lib.features.event_tables import EventTable
+from stages.lib.features.event_tables import EventTable, summable_values
 from tests.helpers import edited_params
 
 SPEC = FeaturesParams(
@@ -190,3 +190,34 @@ def test_a_part_of_the_customers_gets_the_same_bits_as_all_of_them(tmp_path):
     pd.testing.assert_frame_equal(joined_parts.reset_index(drop=True), expected.reset_index(drop=True),
                                   check_exact=True)
     assert summary.rows == len(whole) and summary.buyers == whole["purchased"].sum()
+
+
+def test_whole_number_columns_are_held_narrow_and_sum_to_the_same_bits_as_float64():
+    """Counts (pages, flags) are kept in one or two bytes, not eight; their sums and means are float64's to
+    the bit, and a column that could outgrow exact float64 sums, or has gaps, stays float64."""
+    rng = np.random.default_rng(5)
+    assert summable_values(pd.Series(rng.integers(0, 40, 100))).dtype == np.uint8
+    assert summable_values(pd.Series(rng.integers(-300, 300, 100))).dtype == np.int16
+    assert summable_values(pd.Series(rng.random(100) < 0.3)).dtype == np.int8
+    assert summable_values(pd.Series([1.0, np.nan, 3.0])).tolist() == [1.0, 0.0, 3.0]
+    assert summable_values(pd.Series([2**52, 1, 2], dtype=np.int64)).dtype == np.float64
+    assert summable_values(pd.Series(pd.array([1, None, 3], dtype="Int64"))).tolist() == [1.0, 0.0, 3.0]
+
+    customers, joined, tables = _events(seed=7)
+    spec = FeaturesParams(**{**SPEC.model_dump(), "tables": {
+        "orders": {"timestamp": "ordered_at", "sums": ["amount"], "means": ["amount"]},
+        "sessions": {"timestamp": "started_at", "sums": ["pages", "checkout"], "means": ["pages"]}}})
+    sessions = tables["sessions"]
+    pages = rng.integers(0, 60, len(sessions.time))
+    checkout = rng.random(len(sessions.time)) < 0.1
+
+    def with_values(pages_values, checkout_values) -> dict[str, EventTable]:
+        return {**tables, "sessions": EventTable("sessions", sessions.customer, sessions.time,
+                                                 {"pages": pages_values, "checkout": checkout_values})}
+
+    narrow = with_values(summable_values(pd.Series(pages)), summable_values(pd.Series(checkout)))
+    assert narrow["sessions"].values["pages"].dtype == np.uint8
+    wide = with_values(pages.astype(np.float64), checkout.astype(np.float64))
+    pd.testing.assert_frame_equal(features_as_of(customers, joined, narrow, CUTOFFS, spec, with_label=True),
+                                  features_as_of(customers, joined, wide, CUTOFFS, spec, with_label=True),
+                                  check_exact=True)

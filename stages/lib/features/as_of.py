@@ -43,7 +43,12 @@ class SortedEvents:
         # Values padded with one zero so every run's end is a valid reduceat index; each column is taken
         # from `values` as it is padded, so the columns are not held twice (an ordered table hands its columns
         # over: they leave its `values`).
-        self.values = {name: np.append(values.pop(name), 0.0) for name in list(values)}
+        self.values = {}
+        for name in list(values):
+            column = values.pop(name)
+            self.values[name] = np.append(column, np.zeros(1, column.dtype))
+            del column
+        self.starts = np.searchsorted(customer, np.arange(customers), side="left")
         # Bounds are whole seconds (a cutoff is a date at 00:00, windows are whole days), so comparing whole
         # seconds is exact, and a customer x seconds key fits in 64 bits.
         seconds = self.time // SECOND_NS
@@ -52,9 +57,13 @@ class SortedEvents:
         if customers * self.span >= 2**62:
             raise ValueError("events span too long for the customer x time key")
         seconds -= self.origin
-        self.key = customer * self.span + seconds
+        # The key is built in the customer column (a sorted copy, or an ordered table's own, handed over too),
+        # not beside it.
+        key = customer.astype(np.int64, copy=False)
+        key *= self.span
+        key += seconds
         del seconds
-        self.starts = np.searchsorted(customer, np.arange(customers), side="left")
+        self.key = key
 
     def first_at_or_after(self, customers: np.ndarray, bound_ns: int) -> np.ndarray:
         """For each customer, the position of its first event at or after `bound_ns` (its run's end if none)."""
@@ -65,7 +74,9 @@ class SortedEvents:
         """Each run [lo, hi)'s sum of column `name`, added in the events' order (0 for an empty run)."""
         bounds = np.empty(2 * len(lo), dtype=np.int64)
         bounds[0::2], bounds[1::2] = lo, hi
-        sums = np.add.reduceat(self.values[name], bounds)[0::2]
+        values = self.values[name]
+        # Whole numbers (event_tables.summable_values) in int64: exact, so the same bits as float64 sums.
+        sums = np.add.reduceat(values, bounds, dtype=np.int64 if values.dtype.kind in "iu" else np.float64)[0::2]
         return np.where(hi > lo, sums, 0.0)
 
 

@@ -105,7 +105,7 @@ def _value(value: Any) -> str:
         return "see below" if value else "{}"
     if isinstance(value, list):
         return "[" + ", ".join(str(v) for v in value) + "]" if value else "[]"
-    return f"`{value}`"
+    return f"`{_scalar(value)}`" if isinstance(value, bool) else f"`{value}`"
 
 
 def _rows(model: type[BaseModel], prefix: str, committed: dict) -> list[str]:
@@ -157,7 +157,7 @@ def parameters_page(read: Reader = working_tree) -> str:
               f"{', '.join(table.get('means') or []) or '-'} |" for name, table in tables.items()]
     space = committed["tune"]["search_space"]
     lines += ["", "The committed search space:", "", "| parameter | dimension |", "|---|---|"]
-    lines += [f"| `{name}` | {', '.join(f'{k}: {v}' for k, v in dimension.items())} |"
+    lines += [f"| `{name}` | {', '.join(f'{k}: {_scalar(v)}' for k, v in dimension.items())} |"
               for name, dimension in space.items()]
     lines += ["", _end("parameters"), ""]
     return "\n".join(lines)

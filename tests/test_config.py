@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from stages.lib.core.errors import ParamsError
 from stages.lib.core.params import Params, load_params, parse_params
 from stages.lib.core.params_model import Dimension
+from stages.lib.core.params_sections import DataParams
+from stages.lib.data.examples import OWN_TABLE_DATA, THREE_COLUMN_DATA
 from tests.helpers import REPO_ROOT, write_params
 
 
@@ -278,3 +280,11 @@ def test_n_points_must_be_positive(raw_params):
     raw["tune"]["n_points"] = 0
     with pytest.raises(ParamsError, match="tune.n_points"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("section", [OWN_TABLE_DATA, THREE_COLUMN_DATA], ids=["own table", "three-column table"])
+def test_an_example_tables_data_section_sets_every_data_key(section):
+    """docs/own-data.md replaces the whole `data` section; a key left out would keep the default's value (its
+    time column, say) and fail on the user's table."""
+    assert set(section) == set(DataParams.model_fields)
+    DataParams(**section)

@@ -46,8 +46,9 @@ def own_customer_table(rows: int = 3000, seed: int = 5) -> pd.DataFrame:
 
 # The `data` section of params.yaml for three_column_table() written to its path.
 THREE_COLUMN_DATA: dict[str, Any] = {
-    "path": "data/own/three_columns.csv", "target": "purchased", "positive_label": 1,
+    "path": "data/own/three_columns.csv", "events": "data/raw/events", "target": "purchased", "positive_label": 1,
     "id_columns": ["customer_id"], "categorical_columns": [], "duplicate_ids": "warn",
+    "time_column": None, "gap_periods": 0,
 }
 
 

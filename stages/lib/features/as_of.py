@@ -94,28 +94,38 @@ def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
     everyone = np.arange(len(customers))
     cuts = [int(pd.Timestamp(cutoff).value) for cutoff in cutoffs]
     rows = [everyone if joined is None else np.flatnonzero(joined < cut) for cut in cuts]
-    pieces: dict[str, list[np.ndarray]] = {}
+    bounds = np.cumsum([0, *(len(chosen) for chosen in rows)])
+    columns: dict[str, np.ndarray] = {}
+
+    def put(column: str, snapshot: int, values: np.ndarray) -> None:
+        # Each column is allocated once at its full length and filled snapshot by snapshot: no pieces to join
+        # (held twice while joined), and an array that large goes back to the system when it is freed.
+        if column not in columns:
+            columns[column] = np.empty(bounds[-1], dtype=values.dtype)
+        columns[column][bounds[snapshot]:bounds[snapshot + 1]] = values
+
     if joined is not None:
-        pieces["tenure_days"] = [(cut - joined[chosen]) / DAY_NS for cut, chosen in zip(cuts, rows)]
-    label: list[np.ndarray] = []
+        for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
+            put("tenure_days", snapshot, (cut - joined[chosen]) / DAY_NS)
+    label = np.zeros(bounds[-1], dtype=np.int8) if with_label else None
     for name, table in tables.items():
         events = SortedEvents(table() if callable(table) else table, len(customers))
-        for cut, chosen in zip(cuts, rows):
+        for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
             for column, values in _table_features(name, events, chosen, cut, features).items():
-                pieces.setdefault(column, []).append(values)
-            if with_label and name == features.label_table:
+                put(column, snapshot, values)
+            if label is not None and name == features.label_table:
                 start = events.first_at_or_after(chosen, cut)
                 end = events.first_at_or_after(chosen, cut + features.label_window_days * DAY_NS)
-                label.append((end > start).astype(np.int8))
+                label[bounds[snapshot]:bounds[snapshot + 1]] = end > start
         del events
-    if with_label:
-        pieces[features.label_column] = label
+    if label is not None:
+        columns[features.label_column] = label
     frame = static.take(np.concatenate(rows)).reset_index(drop=True)
     dates = np.array([f"{pd.Timestamp(cutoff):%Y-%m-%d}" for cutoff in cutoffs], dtype=object)
     frame.insert(1, features.snapshot_column, np.repeat(dates, [len(chosen) for chosen in rows]))
-    # Column by column, each list freed once joined: the table is held once, not twice.
-    for column in list(pieces):
-        frame[column] = np.concatenate(pieces.pop(column))
+    # Column by column, each array freed once in the frame: the table is held once, not twice.
+    for column in list(columns):
+        frame[column] = columns.pop(column)
     return frame
 
 

@@ -96,8 +96,8 @@ def median_wall_s(runs: list[dict[str, Any]]) -> float:
     return statistics.median(r["wall_s"] for r in runs)
 
 
-def summary(result: dict[str, Any]) -> str:
-    figures = result["figures"]
+def variants_table(figures: dict[str, Any]) -> str:
+    """Each variant's wall time per round, its median and, where the floor ran, the median over the floor's."""
     floor_runs = figures.get("floor")
     measured = {**figures.get("variants", {}), **({"floor (benchmarks/scoring_floor.py)": floor_runs}
                                                    if floor_runs else {})}
@@ -108,4 +108,8 @@ def summary(result: dict[str, Any]) -> str:
         rows.append([name, ", ".join(f"{r['wall_s']:.1f}" for r in runs), f"{median_wall_s(runs):.1f}",
                      *of_floor, f"{min(loads):.1f}-{max(loads):.1f}"])
     header = ["variant", "wall s, each round", "median", *(["of the floor"] if floor_runs else []), "load"]
-    return about(result) + "\n\n" + table(header, rows, "llr" + ("r" if floor_runs else "") + "l") + "\n"
+    return table(header, rows, "llr" + ("r" if floor_runs else "") + "l")
+
+
+def summary(result: dict[str, Any]) -> str:
+    return about(result) + "\n\n" + variants_table(result["figures"]) + "\n"

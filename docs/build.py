@@ -37,6 +37,7 @@ from ruamel.yaml import YAML
 
 from benchmarks import time_split
 from benchmarks.markdown import measured_on
+from benchmarks.scoring import variants_table
 from stages.lib.core.params import Params
 from stages.lib.core.params_features import EventTableParams, SnapshotRange
 from stages.lib.core.params_model import Dimension
@@ -355,13 +356,7 @@ def performance_tables(read: Reader = working_tree) -> str:
     scoring = json.loads(read(SCORING_RESULT))
     lines += ["", f"Scoring {scoring['figures']['rows']:,} customers with `stages.predict` (CSV in and out; "
               f"`python -m benchmarks.run {scoring['config']}`; {_measured_on(scoring, SCORING_RESULT)}):", "",
-              "| variant | wall s, each round | median | load |", "| --- | --- | ---: | --- |"]
-    for variant, runs in scoring["figures"]["variants"].items():
-        walls = [r["wall_s"] for r in runs]
-        loads = [r["load_average"] for r in runs]
-        lines.append(f"| {variant} | {', '.join(f'{w:.1f}' for w in walls)} | {statistics.median(walls):.1f} | "
-                     f"{min(loads):.1f}-{max(loads):.1f} |")
-    lines += ["", _end("performance")]
+              variants_table(scoring["figures"]), "", _end("performance")]
     return "\n".join(lines)
 
 

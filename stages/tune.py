@@ -53,8 +53,8 @@ def main(argv: Sequence[str]) -> None:
                "rows": choice.rows}
     warning = None
     if choice.search is not None:
-        edges = edges_hit(choice.search.best_params, params.tune)
-        warning = edge_warning(edges, choice.search.best_params)
+        edges = edges_hit(choice.search.best_params, params.tune, choice.rows)
+        warning = edge_warning(edges, choice.search.best_params, params.tune, choice.rows)
         metrics["lightgbm"] = {
             "best_cv_score": choice.search.best_score,
             "n_iter": params.tune.n_iter,
@@ -63,6 +63,11 @@ def main(argv: Sequence[str]) -> None:
             # Dimensions whose best value sits on the low or high end of its range: widen those.
             "edges": edges,
         }
+        scaled = {name: [dim.low, dim.high] for name, dim in params.tune.space_searched(choice.rows).items()
+                  if params.tune.search_space[name].of_rows}
+        if scaled:
+            # The bounds a dimension of_rows had on these rows: its searched range in LightGBM's terms.
+            metrics["lightgbm"]["bounds_searched"] = scaled
     if choice.linear is not None:
         metrics["logistic_regression"] = {"best_cv_score": choice.linear.best_score, "C": choice.linear.C}
     if choice.comparison is not None:

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from stages import tune
+from stages.lib.core.errors import ParamsError
+from stages.lib.core.params import parse_params
+from stages.lib.core.params_model import Dimension
 from stages.lib.core.tables import write_table
 from stages.lib.data.sampling import sample_table
 from stages.lib.data.schema import split_features
@@ -62,7 +65,7 @@ def test_score_is_a_cross_validated_average_precision(result, train_table):
 
 
 def test_search_space_keys_address_the_pipelines_model_step(params):
-    space = search_space(params.tune)
+    space = search_space(params.tune, 4000)
     assert set(space) == {f"model__{name}" for name in params.tune.search_space}
     assert space["model__learning_rate"].prior == "log-uniform"
     assert space["model__num_leaves"].low == params.tune.search_space["num_leaves"].low
@@ -128,11 +131,12 @@ def test_the_stage_reads_only_the_training_split_and_writes_the_choice_both_scor
 def test_edges_name_each_dimension_whose_best_value_sits_on_a_bound(params):
     inside = {"learning_rate": 0.05, "num_leaves": 20, "min_child_samples": 50, "colsample_bytree": 0.7,
               "reg_lambda": 0.1}
-    assert edges_hit(inside, params.tune) == {}
-    assert edge_warning({}, inside) is None
+    assert edges_hit(inside, params.tune, 5000) == {}
+    assert edge_warning({}, inside, params.tune, 5000) is None
     on_edges = {**inside, "learning_rate": 0.0101, "num_leaves": 64, "reg_lambda": 0.001}
-    assert edges_hit(on_edges, params.tune) == {"learning_rate": "low", "num_leaves": "high", "reg_lambda": "low"}
-    line = edge_warning(edges_hit(on_edges, params.tune), on_edges)
+    assert edges_hit(on_edges, params.tune, 5000) == {"learning_rate": "low", "num_leaves": "high",
+                                                      "reg_lambda": "low"}
+    line = edge_warning(edges_hit(on_edges, params.tune, 5000), on_edges, params.tune, 5000)
     assert line.startswith("warning: ") and "\n" not in line
     assert "lower tune.search_space.learning_rate.low" in line and "raise tune.search_space.num_leaves.high" in line
 
@@ -160,7 +164,50 @@ def test_an_end_at_lightgbms_own_limit_is_no_edge(params):
     }})
     best = {"learning_rate": 0.05, "num_leaves": 2, "min_child_samples": 50, "colsample_bytree": 1.0,
             "reg_lambda": 0.1}
-    assert edges_hit(best, space) == {}
+    assert edges_hit(best, space, 5000) == {}
+
+
+def test_a_dimension_of_rows_searches_shares_of_the_tuning_rows_and_its_edges_are_those_searched(params):
+    leaf = Dimension(low=0.001, high=0.05, type="integer", prior="log-uniform", of_rows=True)
+    tune = params.tune.model_copy(update={"search_space": {**params.tune.search_space, "min_child_samples": leaf}})
+    assert (tune.space_searched(10_000)["min_child_samples"].low, tune.space_searched(10_000)["min_child_samples"].high
+            ) == (10, 500)
+    small = tune.space_searched(300)["min_child_samples"]   # 0.3 and 15 rows: at least one row per leaf
+    assert (small.low, small.high, small.of_rows) == (1, 15, False)
+    assert search_space(tune, 10_000)["model__min_child_samples"].bounds == (10, 500)
+    inside = {"learning_rate": 0.05, "num_leaves": 20, "colsample_bytree": 0.7, "reg_lambda": 0.1}
+    assert edges_hit({**inside, "min_child_samples": 10}, tune, 10_000) == {"min_child_samples": "low"}
+    assert edges_hit({**inside, "min_child_samples": 500}, tune, 10_000) == {"min_child_samples": "high"}
+    assert edges_hit({**inside, "min_child_samples": 1}, tune, 300) == {}   # one row: LightGBM's own floor
+    line = edge_warning({"min_child_samples": "high"}, {**inside, "min_child_samples": 500}, tune, 10_000)
+    assert "raise tune.search_space.min_child_samples.high, a share of the 10,000 rows tuned on" in line
+
+
+def test_the_stage_records_the_bounds_a_dimension_of_rows_searched(tmp_path, raw_params, train_table):
+    raw_params["tune"]["search_space"]["min_child_samples"] = {"low": 0.002, "high": 0.05, "type": "integer",
+                                                               "of_rows": True}
+    raw_params["tune"]["n_iter"] = 3
+    write_table(train_table, tmp_path / "train.parquet")
+    params_path = write_params(raw_params, tmp_path / "params.yaml")
+    python_module("stages.tune", "--params", params_path, "--train", tmp_path / "train.parquet",
+                  "--best-params", tmp_path / "best.json", "--metrics", tmp_path / "tune.json",
+                  "--trace", tmp_path / "trace.json")
+    recorded = json.loads((tmp_path / "tune.json").read_text())
+    rows = recorded["rows"]
+    low, high = recorded["lightgbm"]["bounds_searched"]["min_child_samples"]
+    assert (low, high) == (max(1, round(0.002 * rows)), round(0.05 * rows))
+    tried = [point["min_child_samples"] for point in json.loads((tmp_path / "trace.json").read_text())]
+    assert tried and all(low <= value <= high for value in tried)
+
+
+@pytest.mark.parametrize("dimension, problem", [
+    ({"low": 0.001, "high": 0.05, "of_rows": True}, "of_rows needs type integer"),
+    ({"low": 0.001, "high": 2.0, "type": "integer", "of_rows": True}, "0 < low < high <= 1"),
+])
+def test_a_dimension_of_rows_needs_integer_shares(raw_params, dimension, problem):
+    raw_params["tune"]["search_space"]["min_child_samples"] = dimension
+    with pytest.raises(ParamsError, match=problem):
+        parse_params(raw_params)
 
 
 class Terminal(io.StringIO):

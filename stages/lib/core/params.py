@@ -70,7 +70,11 @@ def _check_dimensions(tune: TuneParams, problems: list[str]) -> None:
             problems.append(f"{where}: low ({dim.low}) must be below high ({dim.high})")
         if dim.prior == "log-uniform" and dim.low <= 0:
             problems.append(f"{where}: a log-uniform prior needs low > 0 (found {dim.low})")
-        if dim.type == "integer" and (dim.low != int(dim.low) or dim.high != int(dim.high)):
+        if dim.of_rows:
+            if dim.type != "integer" or not 0 < dim.low < dim.high <= 1:
+                problems.append(f"{where}: of_rows needs type integer and low and high shares of the rows "
+                                f"(0 < low < high <= 1; found {dim.low} and {dim.high}, type {dim.type})")
+        elif dim.type == "integer" and (dim.low != int(dim.low) or dim.high != int(dim.high)):
             problems.append(f"{where}: an integer dimension needs whole-number low and high")
 
 

@@ -60,6 +60,17 @@ class Dimension(Section):
     type: Literal[DIMENSION_TYPES] = _doc("`real` or `integer`.", default="real")
     categories: Optional[list[Union[Text, int, float, bool]]] = _doc(
         "The values to choose from, instead of a range.", default=None)
+    of_rows: bool = _doc(
+        "`true`: low and high are shares of the rows tune searches on, each bound rounded to a whole number "
+        "(at least 1), so a leaf size fits a table of any size; `metrics/tune.json` records the bounds searched.",
+        default=False)
+
+    def resolved(self, rows: int) -> Dimension:
+        """This dimension with the bounds searched on `rows` tuning rows (itself unless `of_rows`)."""
+        if not self.of_rows:
+            return self
+        low = max(1, round(self.low * rows))
+        return self.model_copy(update={"low": low, "high": max(low + 1, round(self.high * rows)), "of_rows": False})
 
 
 class TuneParams(Section):
@@ -90,6 +101,10 @@ class TuneParams(Section):
     @property
     def sample_size(self) -> int | None:
         return rows_of(self.sample_rows, "tune.sample_rows")
+
+    def space_searched(self, rows: int) -> dict[str, Dimension]:
+        """search_space with the bounds searched on `rows` tuning rows (a dimension `of_rows` scales)."""
+        return {name: dim.resolved(rows) for name, dim in self.search_space.items()}
 
 
 class CalibrationParams(Section):

@@ -38,10 +38,10 @@ class TuneResult:
     rows: int
 
 
-def search_space(tune: TuneParams) -> dict[str, Any]:
-    """params.yaml's search space as skopt dimensions keyed for the pipeline's model step."""
+def search_space(tune: TuneParams, rows: int) -> dict[str, Any]:
+    """params.yaml's search space on `rows` tuning rows as skopt dimensions keyed for the pipeline's model step."""
     space = {}
-    for name, dim in tune.search_space.items():
+    for name, dim in tune.space_searched(rows).items():
         if dim.categories is not None:
             space[MODEL_STEP + name] = Categorical(list(dim.categories), name=name)
         elif dim.type == "integer":
@@ -80,7 +80,7 @@ def tune_hyperparameters(engine: Engine, features: pd.DataFrame, y: np.ndarray, 
     with engine.parallel(fits) as n_jobs:
         search = RoundingBayesSearchCV(
             pipeline,
-            search_space(tune),
+            search_space(tune, len(y)),
             n_iter=tune.n_iter,
             cv=folds,
             scoring=tune.scoring,

@@ -10,6 +10,7 @@ from stages.lib.data.schema import LABEL
 from stages.lib.evaluation.explanations import (
     contributions,
     empty_reasons,
+    largest_first,
     log_odds,
     mean_absolute_contributions,
     reason_codes,
@@ -67,3 +68,13 @@ def test_the_mean_absolute_contributions_rank_the_features(fitted, test_table):
     top = table["feature"].iloc[0]
     assert table["mean_abs_contribution"].iloc[0] == pytest.approx(
         np.abs(values[:, list(features.columns).index(top)]).mean(), rel=1e-5)
+
+
+def test_the_largest_contributions_are_a_stable_sorts_first_with_ties_in_column_order():
+    rng = np.random.default_rng(3)
+    sizes = np.abs(rng.integers(-3, 4, (2000, 9)).astype(np.float64))   # many ties, zeros and -0.0 among them
+    sizes[:5] = 0.0
+    for count in (1, 3, 9):
+        expected = np.argsort(-sizes, axis=1, kind="stable")[:, :count]
+        assert np.array_equal(largest_first(sizes, count), expected)
+    assert largest_first(np.zeros((0, 4)), 3).shape == (0, 3)

@@ -77,7 +77,7 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
     By size rather than N up and N down: a list of N is what a reader weighs, and for most customers the
     strongest reasons all point one way (a likely buyer's up, an unlikely one's down)."""
     count = min(count, features.shape[1])
-    top = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :count]
+    top = largest_first(np.abs(values), count)
     rows = np.arange(len(features))
     names = np.asarray(features.columns, dtype=object)
     reasons = {}
@@ -95,6 +95,18 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
         reasons[f"reason_{k + 1}"] = text
         reasons[f"reason_{k + 1}_contribution"] = contribution
     return pd.DataFrame(reasons)
+
+
+def largest_first(sizes: np.ndarray, count: int) -> np.ndarray:
+    """Each row's `count` columns of largest size, largest first, ties in column order: a stable sort's first
+    `count`, found by `count` passes of argmax (the first of equal maxima) instead of sorting every column."""
+    left = sizes.copy()
+    rows = np.arange(len(left))
+    top = np.empty((len(left), count), dtype=np.intp)
+    for k in range(count):
+        top[:, k] = np.argmax(left, axis=1)
+        left[rows, top[:, k]] = -np.inf   # sizes are >= 0, so a taken column is never the max again
+    return top
 
 
 def empty_reasons(count: int) -> pd.DataFrame:

@@ -88,7 +88,9 @@ def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
     `customers`: the customers table (ID and static attributes; its join column is `joined`, ns since 1970,
     or None: every customer at every cutoff); `tables`: their events by table name, `customer` being a
     position in `customers`, or a function that reads them: tables are read, sorted and aggregated one at
-    a time, so only one table's events are in memory at once."""
+    a time, in the mapping's order, so only one table's events are in memory at once (the largest first is
+    the least memory: no other table's columns are out yet beside its events). The columns come out in
+    features.tables' order whatever the order of work."""
     static = customers.drop(columns=[c for c in (features.joined_column,) if c in customers.columns])
     static = static.reset_index(drop=True)
     everyone = np.arange(len(customers))
@@ -108,11 +110,14 @@ def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
         for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
             put("tenure_days", snapshot, (cut - joined[chosen]) / DAY_NS)
     label = np.zeros(bounds[-1], dtype=np.int8) if with_label else None
+    produced: dict[str, list[str]] = {}
     for name, table in tables.items():
         events = SortedEvents(table() if callable(table) else table, len(customers))
         for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
             for column, values in _table_features(name, events, chosen, cut, features).items():
                 put(column, snapshot, values)
+                if snapshot == 0:
+                    produced.setdefault(name, []).append(column)
             if label is not None and name == features.label_table:
                 start = events.first_at_or_after(chosen, cut)
                 end = events.first_at_or_after(chosen, cut + features.label_window_days * DAY_NS)
@@ -123,8 +128,10 @@ def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
     frame = static.take(np.concatenate(rows)).reset_index(drop=True)
     dates = np.array([f"{pd.Timestamp(cutoff):%Y-%m-%d}" for cutoff in cutoffs], dtype=object)
     frame.insert(1, features.snapshot_column, np.repeat(dates, [len(chosen) for chosen in rows]))
+    order = [c for c in columns if c == "tenure_days"] + [c for name in features.tables for c in produced.get(name, [])]
+    order += [c for c in columns if c not in order]
     # Column by column, each array freed once in the frame: the table is held once, not twice.
-    for column in list(columns):
+    for column in order:
         frame[column] = columns.pop(column)
     return frame
 

@@ -43,23 +43,25 @@ def new_customers(workdir: Path, rows: int, log: Path) -> Path | None:
     return customers if made["exit_code"] == 0 else None
 
 
-def predict(workdir: Path, customers: Path, arguments: list[Any], log: Path) -> dict[str, Any]:
-    """`stages.predict` on `customers` with the model of `workdir`, measured; `load_before` its start's load."""
+def _measured(command: list[str], workdir: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """`command` run in `workdir`, measured; `load_before` its start's load."""
     before = load_average()
-    measured = run_measured(["python", "-m", "stages.predict", "--input", str(customers),
-                             "--output", str(workdir / "scores.csv"), *map(str, arguments)], workdir, child_env(), log)
-    return {**measured, "load_before": before}
+    return {**run_measured(command, workdir, env, log), "load_before": before}
+
+
+def predict(workdir: Path, customers: Path, arguments: list[Any], log: Path) -> dict[str, Any]:
+    """`stages.predict` on `customers` with the model of `workdir`, measured."""
+    return _measured(["python", "-m", "stages.predict", "--input", str(customers),
+                      "--output", str(workdir / "scores.csv"), *map(str, arguments)], workdir, child_env(), log)
 
 
 def floor(workdir: Path, customers: Path, log: Path) -> dict[str, Any]:
     """benchmarks/scoring_floor.py on `customers` with the model of `workdir`, measured."""
-    before = load_average()
     # The copy has no benchmarks/ (benchmarks/workdir.py): the script from here, `stages` from the copy.
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [".", env.get("PYTHONPATH")]))
-    measured = run_measured(["python", str(FLOOR_SCRIPT), "--input", str(customers),
-                             "--output", str(workdir / "floor-scores.csv")], workdir, env, log)
-    return {**measured, "load_before": before}
+    return _measured(["python", str(FLOOR_SCRIPT), "--input", str(customers),
+                      "--output", str(workdir / "floor-scores.csv")], workdir, env, log)
 
 
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:

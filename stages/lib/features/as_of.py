@@ -97,42 +97,40 @@ def features_as_of(customers: pd.DataFrame, joined: np.ndarray | None,
     cuts = [int(pd.Timestamp(cutoff).value) for cutoff in cutoffs]
     rows = [everyone if joined is None else np.flatnonzero(joined < cut) for cut in cuts]
     bounds = np.cumsum([0, *(len(chosen) for chosen in rows)])
-    columns: dict[str, np.ndarray] = {}
 
-    def put(column: str, snapshot: int, values: np.ndarray) -> None:
+    def put(columns: dict[str, np.ndarray], column: str, snapshot: int, values: np.ndarray) -> None:
         # Each column is allocated once at its full length and filled snapshot by snapshot: no pieces to join
         # (held twice while joined), and an array that large goes back to the system when it is freed.
         if column not in columns:
             columns[column] = np.empty(bounds[-1], dtype=values.dtype)
         columns[column][bounds[snapshot]:bounds[snapshot + 1]] = values
 
+    tenure: dict[str, np.ndarray] = {}
     if joined is not None:
         for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
-            put("tenure_days", snapshot, (cut - joined[chosen]) / DAY_NS)
+            put(tenure, "tenure_days", snapshot, (cut - joined[chosen]) / DAY_NS)
     label = np.zeros(bounds[-1], dtype=np.int8) if with_label else None
-    produced: dict[str, list[str]] = {}
+    by_table: dict[str, dict[str, np.ndarray]] = {}
     for name, table in tables.items():
         events = SortedEvents(table() if callable(table) else table, len(customers))
+        own = by_table.setdefault(name, {})
         for snapshot, (cut, chosen) in enumerate(zip(cuts, rows)):
             for column, values in _table_features(name, events, chosen, cut, features).items():
-                put(column, snapshot, values)
-                if snapshot == 0:
-                    produced.setdefault(name, []).append(column)
+                put(own, column, snapshot, values)
             if label is not None and name == features.label_table:
                 start = events.first_at_or_after(chosen, cut)
                 end = events.first_at_or_after(chosen, cut + features.label_window_days * DAY_NS)
                 label[bounds[snapshot]:bounds[snapshot + 1]] = end > start
         del events
-    if label is not None:
-        columns[features.label_column] = label
     frame = static.take(np.concatenate(rows)).reset_index(drop=True)
     dates = np.array([f"{pd.Timestamp(cutoff):%Y-%m-%d}" for cutoff in cutoffs], dtype=object)
     frame.insert(1, features.snapshot_column, np.repeat(dates, [len(chosen) for chosen in rows]))
-    order = [c for c in columns if c == "tenure_days"] + [c for name in features.tables for c in produced.get(name, [])]
-    order += [c for c in columns if c not in order]
-    # Column by column, each array freed once in the frame: the table is held once, not twice.
-    for column in order:
-        frame[column] = columns.pop(column)
+    # In features.tables' order, column by column, each array freed once in the frame: held once, not twice.
+    for columns in [tenure, *(by_table[name] for name in features.tables if name in by_table)]:
+        for column in list(columns):
+            frame[column] = columns.pop(column)
+    if label is not None:
+        frame[features.label_column] = label
     return frame
 
 

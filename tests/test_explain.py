@@ -10,7 +10,7 @@ from stages.lib.data.schema import LABEL
 from stages.lib.evaluation.explanations import (
     contributions,
     empty_reasons,
-    largest_first,
+    largest_by_size,
     log_odds,
     mean_absolute_contributions,
     reason_codes,
@@ -72,9 +72,10 @@ def test_the_mean_absolute_contributions_rank_the_features(fitted, test_table):
 
 def test_the_largest_contributions_are_a_stable_sorts_first_with_ties_in_column_order():
     rng = np.random.default_rng(3)
-    sizes = np.abs(rng.integers(-3, 4, (2000, 9)).astype(np.float64))   # many ties, zeros and -0.0 among them
-    sizes[:5] = 0.0
+    values = rng.integers(-3, 4, (2000, 9)).astype(np.float64)   # many ties of size, either sign, and zeros
+    values[:5] = 0.0
+    values[5:10] = -0.0
     for count in (1, 3, 9):
-        expected = np.argsort(-sizes, axis=1, kind="stable")[:, :count]
-        assert np.array_equal(largest_first(sizes, count), expected)
-    assert largest_first(np.zeros((0, 4)), 3).shape == (0, 3)
+        expected = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :count]
+        assert np.array_equal(largest_by_size(values, count), expected)
+    assert largest_by_size(np.zeros((0, 4)), 3).shape == (0, 3)

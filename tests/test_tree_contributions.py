@@ -43,6 +43,14 @@ def assert_pred_contrib(booster, features, frame: pd.DataFrame | None = None, th
     return got
 
 
+@pytest.fixture(autouse=True)
+def no_kept_tables():
+    """Every test starts from no kept table entries (the module's constants decide which tables are kept)."""
+    tables._MODELS.clear()
+    yield
+    tables._MODELS.clear()
+
+
 class RowsComputed:
     """Counts the rows LightGBM's pred_contrib computes a tree on."""
 
@@ -185,12 +193,33 @@ def test_a_rows_contributions_are_the_same_bits_whatever_the_batch_threads_or_pa
     full = tree_contributions(booster, frame, threads=1)
     assert np.array_equal(tree_contributions(booster, frame, threads=2), full)
     some = np.arange(3, len(frame), 17)
-    assert np.array_equal(tree_contributions(booster, frame.iloc[some], threads=1), full[some])
+    assert np.array_equal(tree_contributions(booster, frame.iloc[some], threads=1), full[some])  # entries kept
+    tables._MODELS.clear()
+    assert np.array_equal(tree_contributions(booster, frame.iloc[some], threads=1), full[some])  # none kept
     monkeypatch.setattr(tables, "CHUNK_ROWS", 64)
     monkeypatch.setattr(tables, "BLOCK_ROWS", 200)
     assert np.array_equal(tree_contributions(booster, frame, threads=2), full)
+    tables._MODELS.clear()
     monkeypatch.setattr(tables, "MAX_TABLE_SHARE", 0.0)  # LightGBM on every row for every tree
+    computed = RowsComputed(monkeypatch)
     assert np.array_equal(tree_contributions(booster, frame, threads=1), full)
+    assert computed.rows == booster.num_trees() * len(frame)
+
+
+@pytest.mark.parametrize("leaves", [2, 3])
+def test_trees_on_one_feature_share_its_table_and_kept_entries_need_no_lightgbm(customers, leaves, monkeypatch):
+    """Stumps (every tree on one feature) and 3-leaf trees (some on one feature, some on two): exact, and a
+    second call on rows whose keys were all seen computes nothing with LightGBM."""
+    booster = fit(customers, n_estimators=60, num_leaves=leaves).booster_
+    alone = [len(tree.used) == 1 for tree in parse_trees(booster.model_to_string())[1]]
+    assert all(alone) if leaves == 2 else 0 < sum(alone) < len(alone)
+    rows = scoring_rows(customers)
+    computed = RowsComputed(monkeypatch)
+    first = assert_pred_contrib(booster, rows, threads=2)
+    assert 0 < computed.rows < 0.1 * len(alone) * len(rows)
+    computed.rows = 0
+    assert np.array_equal(tree_contributions(booster, rows.iloc[::-1], threads=1), first[::-1])
+    assert computed.rows == 0
 
 
 def test_models_the_tables_do_not_cover_go_to_pred_contrib(customers):

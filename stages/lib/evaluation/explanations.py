@@ -60,13 +60,22 @@ def contributions(model, features: pd.DataFrame, threads: int = 1) -> tuple[np.n
     return terms @ grouping, np.full(len(features), float(classifier.intercept_[0]))
 
 
-def _shown(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(each row's code, each distinct value as a person reads it: levels as they are, numbers to 4
+def _shown(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each of `rows`' code, each code's value as a person reads it: levels as they are, numbers to 4
     significant digits), so a value is formatted once however many rows hold it."""
-    codes, distinct = pd.factorize(values, use_na_sentinel=False)
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return codes, np.asarray(distinct.astype(str), dtype=object)
-    return codes, np.char.mod("%.4g", np.asarray(distinct, dtype=np.float64)).astype(object)
+    if isinstance(column.dtype, pd.CategoricalDtype):  # the codes are there; a gap shows as `nan`
+        levels = np.asarray(column.cat.categories.astype(str), dtype=object)
+        codes = column.cat.codes.to_numpy()[rows].astype(np.int64)
+        return np.where(codes < 0, len(levels), codes), np.append(levels, "nan")
+    codes, distinct = pd.factorize(column.to_numpy(np.float64)[rows], use_na_sentinel=False)
+    return codes, np.char.mod("%.4g", distinct).astype(object)
+
+
+def _distinct(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values of `keys`, each in 0..size-1, ascending; each key's position among them)."""
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[keys]
 
 
 def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.DataFrame:
@@ -77,7 +86,7 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
     By size rather than N up and N down: a list of N is what a reader weighs, and for most customers the
     strongest reasons all point one way (a likely buyer's up, an unlikely one's down)."""
     count = min(count, features.shape[1])
-    top = largest_first(np.abs(values), count)
+    top = largest_by_size(values, count)
     rows = np.arange(len(features))
     names = np.asarray(features.columns, dtype=object)
     reasons = {}
@@ -85,22 +94,24 @@ def reason_codes(values: np.ndarray, features: pd.DataFrame, count: int) -> pd.D
         chosen = top[:, k]
         contribution = values[rows, chosen]
         text = np.empty(len(features), dtype=object)
-        for feature in np.unique(chosen):
-            mine = np.flatnonzero(chosen == feature)
-            codes, shown = _shown(features.iloc[mine, feature])
+        order = np.argsort(chosen, kind="stable")  # the rows of each chosen feature, together
+        bounds = np.searchsorted(chosen[order], np.arange(features.shape[1] + 1))
+        for feature in np.flatnonzero(np.diff(bounds)):
+            mine = order[bounds[feature]:bounds[feature + 1]]
+            codes, shown = _shown(features.iloc[:, feature], mine)
             # One text per distinct (value, direction) pair, then spread to the rows that have it.
-            pair = codes * 3 + np.sign(contribution[mine]).astype(np.int64) + 1
-            distinct, where = np.unique(pair, return_inverse=True)
+            distinct, where = _distinct(codes * 3 + np.sign(contribution[mine]).astype(np.int64) + 1, 3 * len(shown))
             text[mine] = (names[feature] + "=" + shown[distinct // 3] + " (" + DIRECTIONS[distinct % 3] + ")")[where]
         reasons[f"reason_{k + 1}"] = text
         reasons[f"reason_{k + 1}_contribution"] = contribution
     return pd.DataFrame(reasons)
 
 
-def largest_first(sizes: np.ndarray, count: int) -> np.ndarray:
-    """Each row's `count` columns of largest size, largest first, ties in column order: a stable sort's first
-    `count`, found by `count` passes of argmax (the first of equal maxima) instead of sorting every column."""
-    left = sizes.copy()
+def largest_by_size(values: np.ndarray, count: int) -> np.ndarray:
+    """Each row's `count` columns of largest absolute value, largest first, ties in column order: a stable
+    sort's first `count`, found by `count` passes of argmax (the first of equal maxima) instead of sorting
+    every column."""
+    left = np.abs(values)
     rows = np.arange(len(left))
     top = np.empty((len(left), count), dtype=np.intp)
     for k in range(count):

@@ -1,7 +1,8 @@
 """The `dask-preprocess` kind: preprocess on one process (compute.engine local) against a LocalCluster
 (compute.engine dask).
 
-Generates `rows` customers as the pipeline does, writes them as `parts` parquet files (a warehouse
+Generates `rows` customers as the pipeline does (with the config's `params`, edits to the committed
+params.yaml), writes them as `parts` parquet files (a warehouse
 unload; each count given), and runs `python -m stages.preprocess` on that directory once with each
 engine, measuring wall time and the peak memory of the stage's process tree (with dask, the
 LocalCluster's worker processes are in it) and of its largest process.
@@ -18,18 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ruamel.yaml import YAML
 
 from benchmarks.markdown import about, table
 from benchmarks.measure import child_env, run_measured
 from benchmarks.results import ROOT as REPO
+from benchmarks.workdir import set_params
 from stages.lib.core.params import load_params
 from stages.lib.data.synthetic import generate_customers
 
 
 def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:
     """ROWS generated customers, once as each number of parquet files (`work/customers-ROWS-PARTS`)."""
-    params = load_params(REPO / "params.yaml")
+    params = load_params(work / "params.yaml")
     customers, _ = generate_customers(params.generate.model_copy(update={"rows": rows}), params.base.seed)
     for parts in parts_counts:
         folder = work / f"customers-{rows}-{parts}"
@@ -38,13 +39,9 @@ def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:
             customers.iloc[chunk].to_parquet(folder / f"customers-{number:05d}.parquet", index=False)
 
 
-def params_file(engine: str, data_path: Path, destination: Path) -> Path:
-    yaml = YAML()
-    raw = yaml.load((REPO / "params.yaml").read_text())
-    raw["compute"]["engine"] = engine
-    raw["data"]["path"] = str(data_path)
-    with open(destination, "w") as handle:
-        yaml.dump(raw, handle)
+def params_file(engine: str, data_path: Path, work: Path, destination: Path) -> Path:
+    shutil.copy(work / "params.yaml", destination)
+    set_params(destination, {"compute.engine": engine, "data.path": str(data_path)})
     return destination
 
 
@@ -60,7 +57,7 @@ def measure(rows: int, parts_counts: list[int], work: Path) -> list[dict]:
         for engine in ("local", "dask"):
             out = work / f"{engine}-{rows}-{parts}"
             out.mkdir()
-            params = params_file(engine, source, out / "params.yaml")
+            params = params_file(engine, source, work, out / "params.yaml")
             result = run_measured(
                 [sys.executable, "-m", "stages.preprocess", "--params", str(params), "--input", str(source),
                  "--train", str(out / "train.parquet"), "--test", str(out / "test.parquet"),
@@ -76,6 +73,8 @@ def measure(rows: int, parts_counts: list[int], work: Path) -> list[dict]:
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
     records = figures.setdefault("records", [])
     with tempfile.TemporaryDirectory() as work:
+        shutil.copy(REPO / "params.yaml", Path(work) / "params.yaml")
+        set_params(Path(work) / "params.yaml", options.get("params", {}))
         for rows in options["rows"]:
             records += measure(rows, options["parts"], Path(work))
             save()

@@ -1,8 +1,9 @@
 """Changes to the final model that were measured against the committed one and not adopted.
 
-For each seed: generate the default 60,000 customers, preprocess them as the pipeline does
-(same split), train the final model with the committed best params (models/best_params.json,
-not re-tuned per seed) and score the test split; then the same with one change at a time:
+The project is copied (benchmarks/workdir.py) with the config's `params` and `dvc repro train` tunes the
+model of that table once. For each seed: generate its 60,000 customers, preprocess them as the pipeline
+does (same split), train the final model with those tuned params (the copy's models/best_params.json, not
+re-tuned per seed) and score the test split; then the same with one change at a time:
 
 - `ratios`: two derived columns, returns per order and spend per order (the generator's truth
   uses the return ratio; a tree needs many splits to approximate a ratio);
@@ -14,13 +15,15 @@ not re-tuned per seed) and score the test split; then the same with one change a
 Paired by seed (the same customers, split and test set for every variant), so the differences
 are far less noisy than test average precision itself.
 
-Options (benchmarks/configs.yaml): `seeds`; `best_params`, the tuned params every variant starts
-from (models/best_params.json of a reproduced workspace).
+Options (benchmarks/configs.yaml): `seeds`; `params`, edits to the committed params (a LightGBM model of a
+table with the columns below: the generated single export).
 
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +36,8 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 from benchmarks.markdown import about, table
-from benchmarks.results import ROOT
+from benchmarks.measure import child_env, run_measured
+from benchmarks.workdir import project_copy, set_params
 from stages.lib.core.cores import local_workers, usable_cores
 from stages.lib.core.files import read_json
 from stages.lib.core.params import load_params
@@ -85,10 +89,29 @@ def blended(scores: np.ndarray, train: pd.DataFrame, y: np.ndarray, test: pd.Dat
     return rankdata(scores) + 0.5 * rankdata(linear.predict_proba(test)[:, 1])
 
 
+def tuned(options: dict[str, Any], figures: dict[str, Any], logs: Path) -> tuple[Any, dict | None]:
+    """(the params of the config, the LightGBM params the pipeline tuned on its table; None when that failed)."""
+    workdir = Path(tempfile.mkdtemp(prefix="propensity-bench-variants-"))
+    try:
+        project_copy(workdir)
+        set_params(workdir / "params.yaml", options.get("params", {}))
+        if run_measured(["dvc", "repro", "-q", "train"], workdir, child_env(), logs / "variants.log")["exit_code"]:
+            figures["failed"] = f"dvc repro train failed, see {logs / 'variants.log'}"
+            return None, None
+        base, best = load_params(workdir / "params.yaml"), read_json(workdir / "models" / "best_params.json")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if best["family"] != "lightgbm":
+        figures["failed"] = f"the pipeline chose {best['family']}; the variants change a LightGBM model"
+        return None, None
+    return base, best["params"]
+
+
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
     warnings.filterwarnings("ignore")
-    base = load_params(ROOT / "params.yaml")
-    best = read_json(ROOT / options.get("best_params", "models/best_params.json"))
+    base, best = tuned(options, figures, logs)
+    if best is None:
+        return False
     figures["best_params"] = best
     records = figures.setdefault("runs", [])
     for seed in options["seeds"]:

@@ -192,6 +192,42 @@ def test_a_part_of_the_customers_gets_the_same_bits_as_all_of_them(tmp_path):
     assert summary.rows == len(whole) and summary.buyers == whole["purchased"].sum()
 
 
+def test_a_part_reads_only_its_range_of_customers_from_event_files_sorted_by_customer(tmp_path, monkeypatch):
+    """Event tables unloaded as files sorted by customer (how a cluster's parts each read their own events):
+    every read of a part returns only IDs in the part's range, and the parts' rows are the whole table's bits."""
+    customers, joined, tables = _events(seed=4)
+    frame = customers.assign(joined_on=pd.to_datetime(joined)).sort_values("customer_id", ignore_index=True)
+    events = tmp_path / "events"
+    (events / "orders").mkdir(parents=True)
+    (events / "sessions").mkdir()
+    write_table(frame, events / "customers.parquet")
+    ids = customers["customer_id"].to_numpy()
+    for name, table in tables.items():
+        rows = pd.DataFrame({"customer_id": ids[table.customer], SPEC.tables[name].timestamp: pd.to_datetime(
+            table.time), **table.values}).sort_values("customer_id", kind="stable", ignore_index=True)
+        for number, chunk in enumerate(np.array_split(np.arange(len(rows)), 4)):
+            write_table(rows.iloc[chunk], events / name / f"part-{number:05d}.parquet")
+    cutoffs = [f"{c:%Y-%m-%d}" for c in CUTOFFS]
+    [whole], _ = build_part(frame, 0, str(events), SPEC, cutoffs, True)
+    read_parquet, seen = pd.read_parquet, []
+
+    def spied(*args, **kwargs):
+        table = read_parquet(*args, **kwargs)
+        seen.extend(table["customer_id"].tolist() if "customer_id" in table.columns else [])
+        return table
+    monkeypatch.setattr(pd, "read_parquet", spied)
+    pieces = []
+    for a, b in ((0, 100), (100, 101), (101, len(frame))):
+        seen.clear()
+        pieces.append(build_part(frame.iloc[a:b], a, str(events), SPEC, cutoffs, True)[0][0])
+        part_ids = frame["customer_id"].iloc[a:b]
+        assert seen and part_ids.min() <= min(seen) and max(seen) <= part_ids.max()
+    joined_parts = pd.concat(pieces).sort_values(["snapshot_date", "customer_id"], kind="stable")
+    expected = whole.sort_values(["snapshot_date", "customer_id"], kind="stable")
+    pd.testing.assert_frame_equal(joined_parts.reset_index(drop=True), expected.reset_index(drop=True),
+                                  check_exact=True)
+
+
 def test_whole_number_columns_are_held_narrow_and_sum_to_the_same_bits_as_float64():
     """Counts (pages, flags) are kept in one or two bytes, not eight; their sums and means are float64's to
     the bit, and a column that could outgrow exact float64 sums, or has gaps, stays float64."""

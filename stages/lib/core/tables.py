@@ -100,16 +100,23 @@ def concat_parts(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pieces[0].reset_index(drop=True) if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, columns: list[str] | None = None,
+               within: tuple[str, object, object] | None = None) -> pd.DataFrame:
     """Read a CSV or parquet table, or a partitioned one (its files in name order, as one table);
-    a missing, empty or unreadable file is a DataError."""
+    a missing, empty or unreadable file is a DataError. `within` (column, lowest, highest): only the
+    rows whose column lies in [lowest, highest], in file order; a parquet file's row groups outside it
+    (by their statistics) are not read at all."""
     if is_partitioned(path):
-        return concat_parts([read_table(part, columns) for part in parquet_parts(path)])
+        return concat_parts([read_table(part, columns, within) for part in parquet_parts(path)])
     path, fmt = _readable(path)
     try:
         if fmt == "csv":
             # pyarrow's CSV reader is several times faster than pandas' on large exports.
-            return pd.read_csv(path, usecols=columns, engine="pyarrow")
+            frame = pd.read_csv(path, usecols=columns, engine="pyarrow")
+            return frame[frame[within[0]].between(within[1], within[2])] if within else frame
+        if within:
+            column, lowest, highest = within
+            return pd.read_parquet(path, columns=columns, filters=[(column, ">=", lowest), (column, "<=", highest)])
         return pd.read_parquet(path, columns=columns)
     except READ_ERRORS as error:
         raise _unreadable(path, fmt, error) from None

@@ -91,9 +91,14 @@ def read_events(events: str | Path, name: str, features: FeaturesParams, ids: pd
     path = table_path(events, name)
     keys = table_keys(name, features)
     whole = read_table(path, list(keys)) if path.suffix.lower() == ".csv" else None
+    # Only the events of the part's range of IDs: files (or row groups) sorted or clustered by customer
+    # are then read only where the part's customers are, so each part of a cluster reads its own events.
+    numbered = whole is None and len(ids) and pd.api.types.is_integer_dtype(ids) and \
+        pd.api.types.is_integer_dtype(parquet_header(path).dtypes.get(features.id_column, object))
+    within = (features.id_column, ids.min(), ids.max()) if numbered else None
 
     def column(key: str) -> pd.Series:
-        return whole[key] if whole is not None else read_table(path, [key])[key]
+        return whole[key] if whole is not None else read_table(path, [key], within)[key]
 
     position = pd.Index(ids).get_indexer(column(features.id_column))
     # Parsed before any row is left out, so a bad time names its row of the file.

@@ -54,7 +54,7 @@ KEYS = ("customer_id", "snapshot_date")
 EVENTS_START, EVENTS_END = np.datetime64("2024-01-01", "s"), np.datetime64("2025-08-01", "s")  # 2025-07-31 included
 JOINED_START, JOINED_END = np.datetime64("2022-01-01", "D"), np.datetime64("2025-07-01", "D")
 ENGINES = ("ours", "duckdb", "polars", "pandas")
-VARIANTS = ("ours-parts", "ours+label", "duckdb-join", "polars-cross")   # on request (--engines)
+VARIANTS = ("ours-parts", "ours-dask", "ours+label", "duckdb-join", "polars-cross")   # on request (--engines)
 TOLERANCE = 1e-9
 
 
@@ -345,6 +345,52 @@ def run_pandas(events: Path, output: Path, threads: int) -> dict[str, float]:
     return {"compute_s": computed - started, "write_s": time.perf_counter() - computed}
 
 
+def unload_by_customer(events: Path, folder: Path, parts: int) -> None:
+    """The customers and every event table as `parts` parquet files each, sorted by customer ID and cut at the
+    same IDs (file k of every table holds the events of customers file k): a warehouse unload clustered by
+    customer. Within a customer the events keep their order in the export."""
+    import pyarrow.parquet as pq
+
+    customers = pq.read_table(events / "customers.parquet").sort_by("customer_id")
+    ids = customers["customer_id"].to_numpy()
+    bounds = np.linspace(0, len(ids), parts + 1).astype(np.int64)
+    first_ids = ids[bounds[1:-1]]
+    for name, table in [("customers", customers), *((name, None) for name in TABLES)]:
+        if table is None:
+            table = pq.read_table(events / f"{name}.parquet")
+            table = table.take(np.argsort(table["customer_id"].to_numpy(), kind="stable"))
+        cuts = [0, *np.searchsorted(table["customer_id"].to_numpy(), first_ids), len(table)]
+        (folder / name).mkdir(parents=True)
+        for number, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
+            pq.write_table(table.slice(start, stop - start), folder / name / f"part-{number:05d}.parquet",
+                           compression="zstd")
+        del table
+
+
+def run_ours_dask(events: Path, output: Path, threads: int, parts: int) -> dict[str, float]:
+    """Ours on the Dask engine, as `compute.engine: dask` runs the features stage (a LocalCluster of one
+    single-threaded worker per core, or the cluster Dask's configuration names): the events first unloaded
+    by customer (`unload_by_customer`, timed apart as `unload_s`), then each customers file built on a worker
+    from its own range of IDs, written as a directory of parts. `worker_peak_rss_gb`: the largest worker's."""
+    import resource
+
+    from stages.lib.core.params_features import FeaturesParams
+    from stages.lib.engines.base import open_engine
+    from stages.lib.features.build import build_part
+
+    started = time.perf_counter()
+    clustered = output.parent / f"{output.stem}-events"
+    unload_by_customer(events, clustered, parts)
+    unloaded = time.perf_counter()
+    with open_engine("dask") as engine:
+        engine.write(build_part, clustered / "customers", [output], str(clustered), FeaturesParams(),
+                     list(CUTOFFS), False)
+        peaks = engine.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    shutil.rmtree(clustered)
+    return {"unload_s": unloaded - started, "compute_and_write_s": time.perf_counter() - unloaded,
+            "worker_peak_rss_gb": max(peaks.values()) / GB, "workers": len(peaks)}
+
+
 def child(args: argparse.Namespace) -> None:
     """One engine run in this process; its timings and own peak RSS as JSON on the last line of stdout."""
     import resource
@@ -354,6 +400,8 @@ def child(args: argparse.Namespace) -> None:
         timings = run_ours(events, output, args.threads, with_label=args.engine == "ours+label")
     elif args.engine == "ours-parts":
         timings = run_ours_parts(events, output, args.threads, args.ours_parts)
+    elif args.engine == "ours-dask":
+        timings = run_ours_dask(events, output, args.threads, args.ours_parts)
     elif args.engine in ("duckdb", "duckdb-join"):
         timings = run_duckdb(events, output, args.threads, args.duckdb_memory_limit, output.parent / "spill",
                              per_cutoff=args.engine == "duckdb")
@@ -599,7 +647,7 @@ def parent(args: argparse.Namespace) -> None:
                 entry["bit_identical_across_threads"] = entry["threads2_vs_threads1"]["bit_identical"]
             for output in outputs.values():
                 if output != reference:
-                    output.unlink(missing_ok=True)
+                    shutil.rmtree(output) if output.is_dir() else output.unlink(missing_ok=True)
             print(f"{engine}: " + json.dumps({k: v for k, v in entry.items() if k != "runs"}), flush=True)
             save()
         result["figures"]["parent_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
@@ -624,7 +672,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-limit-gb", type=float, default=6.0, help="kill a run whose RSS passes this")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="kill a run still going after this")
     parser.add_argument("--duckdb-memory-limit", default="3.5GB", help="DuckDB's memory_limit (it spills past it)")
-    parser.add_argument("--ours-parts", type=int, default=4, help="customer parts of the ours-parts engine")
+    parser.add_argument("--ours-parts", type=int, default=4,
+                        help="customer parts of the ours-parts and ours-dask engines")
     parser.add_argument("--tmp", default=None, help="where the temporary events and outputs go")
     parser.add_argument("--keep-data", action="store_true")
     # Internal: one child process's work.

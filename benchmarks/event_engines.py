@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -367,25 +368,38 @@ def unload_by_customer(events: Path, folder: Path, parts: int) -> None:
         del table
 
 
+def _memory_high_water() -> int:
+    """This process's peak resident bytes since it started its program (VmHWM; ru_maxrss would carry the
+    peak of the process a worker was forked from across its exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def run_ours_dask(events: Path, output: Path, threads: int, parts: int) -> dict[str, float]:
     """Ours on the Dask engine, as `compute.engine: dask` runs the features stage (a LocalCluster of one
-    single-threaded worker per core, or the cluster Dask's configuration names): the events first unloaded
-    by customer (`unload_by_customer`, timed apart as `unload_s`), then each customers file built on a worker
-    from its own range of IDs, written as a directory of parts. `worker_peak_rss_gb`: the largest worker's."""
-    import resource
-
+    single-threaded worker per core, or the cluster Dask's configuration names): the events first unloaded by
+    customer (`unload_by_customer`, in a process of its own, timed apart as `unload_s`), then each customers
+    file built on a worker from its own range of IDs, written as a directory of parts.
+    `worker_peak_rss_gb`: the largest worker's."""
     from stages.lib.core.params_features import FeaturesParams
     from stages.lib.engines.base import open_engine
     from stages.lib.features.build import build_part
 
     started = time.perf_counter()
     clustered = output.parent / f"{output.stem}-events"
-    unload_by_customer(events, clustered, parts)
+    # In a process of its own, so this one's peak memory is the stage's, not the unload's.
+    unloader = multiprocessing.get_context("spawn").Process(target=unload_by_customer, args=(events, clustered, parts))
+    unloader.start()
+    unloader.join()
+    if unloader.exitcode:
+        raise RuntimeError(f"unloading the events by customer failed (exit {unloader.exitcode})")
     unloaded = time.perf_counter()
     with open_engine("dask") as engine:
         engine.write(build_part, clustered / "customers", [output], str(clustered), FeaturesParams(),
                      list(CUTOFFS), False)
-        peaks = engine.client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        peaks = engine.client.run(_memory_high_water)
     shutil.rmtree(clustered)
     return {"unload_s": unloaded - started, "compute_and_write_s": time.perf_counter() - unloaded,
             "worker_peak_rss_gb": max(peaks.values()) / GB, "workers": len(peaks)}

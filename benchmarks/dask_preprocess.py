@@ -40,8 +40,7 @@ def write_parts(rows: int, parts_counts: list[int], work: Path) -> None:
 
 
 def params_file(engine: str, data_path: Path, work: Path, destination: Path) -> Path:
-    shutil.copy(work / "params.yaml", destination)
-    set_params(destination, {"compute.engine": engine, "data.path": str(data_path)})
+    set_params(destination, {"compute.engine": engine, "data.path": str(data_path)}, source=work / "params.yaml")
     return destination
 
 
@@ -73,8 +72,7 @@ def measure(rows: int, parts_counts: list[int], work: Path) -> list[dict]:
 def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any], logs: Path) -> bool:
     records = figures.setdefault("records", [])
     with tempfile.TemporaryDirectory() as work:
-        shutil.copy(REPO / "params.yaml", Path(work) / "params.yaml")
-        set_params(Path(work) / "params.yaml", options.get("params", {}))
+        set_params(Path(work) / "params.yaml", options.get("params", {}), source=REPO / "params.yaml")
         for rows in options["rows"]:
             records += measure(rows, options["parts"], Path(work))
             save()

@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks.markdown import about, table
 from benchmarks.measure import child_env, run_measured
 from benchmarks.results import load_average
-from benchmarks.workdir import project_copy, set_params
+from benchmarks.workdir import reproduced_copy, set_params
 
 NEW_CUSTOMERS_SEED = 20261201
 FLOOR_SCRIPT = Path(__file__).resolve().parent / "scoring_floor.py"
@@ -35,8 +35,7 @@ FLOOR_SCRIPT = Path(__file__).resolve().parent / "scoring_floor.py"
 def new_customers(workdir: Path, rows: int, log: Path) -> Path | None:
     """`rows` customers the model of `workdir` has never seen (another seed), as CSV; None when that fails."""
     params = workdir / "new-customers.yaml"
-    shutil.copy(workdir / "params.yaml", params)
-    set_params(params, {"generate.rows": rows, "base.seed": NEW_CUSTOMERS_SEED})
+    set_params(params, {"generate.rows": rows, "base.seed": NEW_CUSTOMERS_SEED}, source=workdir / "params.yaml")
     customers = workdir / "new-customers.csv"
     made = run_measured(["python", "-m", "stages.generate", "--params", str(params), "--output", str(customers),
                          "--probabilities", str(workdir / "new-probabilities.parquet")], workdir, child_env(), log)
@@ -68,10 +67,8 @@ def run(options: dict[str, Any], figures: dict[str, Any], save: Callable[[], Any
     workdir = Path(tempfile.mkdtemp(prefix="propensity-bench-scoring-"))
     log = logs / "scoring.log"
     try:
-        project_copy(workdir)
-        set_params(workdir / "params.yaml", options.get("params", {}))
         print(f"[scoring] dvc repro in {workdir}", file=sys.stderr)
-        if run_measured(["dvc", "repro", "-q"], workdir, child_env(), log)["exit_code"] != 0:
+        if not reproduced_copy(workdir, options.get("params", {}), log):
             figures["failed"] = f"dvc repro failed, see {log}"
             return False
         customers = new_customers(workdir, options["rows"], log)

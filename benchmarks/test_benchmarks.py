@@ -108,6 +108,10 @@ def test_set_params_changes_only_the_named_keys_keeps_comments_and_refuses_unkno
     assert "#" in path.read_text()
     with pytest.raises(KeyError, match="generate.no_such_key"):
         set_params(path, {"generate.no_such_key": 1})
+    # From another file: that one is left as it was.
+    edited = tmp_path / "edited.yaml"
+    set_params(edited, {"generate.rows": 99}, source=path)
+    assert read(edited.read_text())["generate"]["rows"] == 99 and read(path.read_text())["generate"]["rows"] == 1234
 
 
 PROFILED_FIT = """

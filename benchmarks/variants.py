@@ -36,8 +36,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 from benchmarks.markdown import about, table
-from benchmarks.measure import child_env, run_measured
-from benchmarks.workdir import project_copy, set_params
+from benchmarks.workdir import reproduced_copy
 from stages.lib.core.cores import local_workers, usable_cores
 from stages.lib.core.files import read_json
 from stages.lib.core.params import load_params
@@ -93,9 +92,7 @@ def tuned(options: dict[str, Any], figures: dict[str, Any], logs: Path) -> tuple
     """(the params of the config, the LightGBM params the pipeline tuned on its table; None when that failed)."""
     workdir = Path(tempfile.mkdtemp(prefix="propensity-bench-variants-"))
     try:
-        project_copy(workdir)
-        set_params(workdir / "params.yaml", options.get("params", {}))
-        if run_measured(["dvc", "repro", "-q", "train"], workdir, child_env(), logs / "variants.log")["exit_code"]:
+        if not reproduced_copy(workdir, options.get("params", {}), logs / "variants.log", "train"):
             figures["failed"] = f"dvc repro train failed, see {logs / 'variants.log'}"
             return None, None
         base, best = load_params(workdir / "params.yaml"), read_json(workdir / "models" / "best_params.json")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 
-from benchmarks.measure import child_env
+from benchmarks.measure import child_env, run_measured
 from benchmarks.results import ROOT
 
 # Tracked, but not what a run of the pipeline needs: its results are made anew in the copy.
@@ -64,18 +64,28 @@ def unknown_params(path: Path, keys: Iterable[str]) -> list[str]:
     return [key for key in keys if _holder(values, key) is None]
 
 
-def set_params(path: Path, overrides: dict[str, Any]) -> None:
-    """Set dotted keys (a nested mapping sets each of its keys) in a params.yaml, written in the committed
-    layout with its comments (docs.build); an unknown key is a KeyError.
+def set_params(path: Path, overrides: dict[str, Any], source: Path | None = None) -> None:
+    """Set dotted keys (a nested mapping sets each of its keys) in a params.yaml (read from `source` where
+    given, else from `path`), written to `path` in the committed layout with its comments (docs.build);
+    an unknown key is a KeyError.
 
     Not DVC's `-S` parser: given `[]` for a list that has a comment on its key's line, it writes a file
     that no longer reads as YAML (ruamel.yaml's comment handling; docs/troubleshooting.md)."""
     from docs.build import params_file
 
-    values = _read_params(path)
+    source = path if source is None else source
+    values = _read_params(source)
     for dotted, value in _flat(overrides).items():
         holder = _holder(values, dotted)
         if holder is None:
-            raise KeyError(f"{dotted} is not a key of {path}")
+            raise KeyError(f"{dotted} is not a key of {source}")
         holder[dotted.rsplit(".", 1)[-1]] = value
     path.write_text(params_file(yaml.safe_dump(values, sort_keys=False)))
+
+
+def reproduced_copy(workdir: Path, overrides: dict[str, Any], log: Path, *targets: str) -> bool:
+    """A project copy at `workdir` with `overrides` set in its params and `dvc repro -q [targets]` run in it
+    (not measured; its output to `log`); whether that succeeded."""
+    project_copy(workdir)
+    set_params(workdir / "params.yaml", overrides)
+    return run_measured(["dvc", "repro", "-q", *targets], workdir, child_env(), log)["exit_code"] == 0

@@ -1,14 +1,11 @@
 """LightGBM's exact tree contributions (TreeSHAP, `pred_contrib`) from per-tree tables, for about the cost of
 one raw-score predict instead of 25 or more (benchmarks/README.md, "Drift and reason codes").
 
-TreeSHAP (LightGBM's `Tree::TreeSHAP`) visits every internal node of a tree for every row, and the row
-enters only through the branch it takes at each of them: a tree's contribution vector for a row is a
-function of the row's decisions at all the tree's internal nodes (its key: bit i, left at node i, as
-LightGBM's `Tree::Decision` takes it; stages.lib.evaluation.tree_decisions), not of its leaf alone. So
-per tree: the keys that occur and a row for each; LightGBM's own `pred_contrib` of that tree alone
-(`start_iteration=t, num_iteration=1`) on those rows, the tree's table; each row's vector looked up by its
-key and added to the rows x (features + 1) result, in the columns of the features the tree splits on (the
-others' contributions are exactly 0).
+A tree's TreeSHAP vector for a row (LightGBM's `Tree::TreeSHAP`) is a function of the row's decision at
+every internal node of the tree (its key: bit i, left at node i, as `Tree::Decision` takes it;
+stages.lib.evaluation.tree_decisions), not of its leaf alone. So per tree: LightGBM's own `pred_contrib` of
+that tree alone (`start_iteration=t, num_iteration=1`) on one row per key that occurs is the tree's table,
+and each row adds its key's vector in the columns of the features the tree splits on (the rest are 0).
 
 Trees that split on one feature only (every tree of a model of stumps) go together: their keys are
 functions of the row's cell of that feature (tree_decisions.Cells), so the feature's table holds per cell
@@ -17,13 +14,12 @@ alone, so tables indexed by a small key (a feature's cell; the key of a tree of 
 nodes) are kept with the model (`_MODELS`, while the booster lives) and an entry is computed the first
 time a block has a row with its key; bigger trees get a table per block.
 
-Each entry is bit for bit what LightGBM computes for any row with that key, so a row's result is the same
-function of that row alone (per feature: the sum over the trees that split on it alone, then the other
-trees' vectors in tree order), whatever the other rows, the thread count, the entries kept from earlier
-calls or the path below a tree took. `pred_contrib` on the whole model adds each leaf's terms straight
-into one running sum instead, so the two differ by rounding only, a few units in the last place
-(tests/test_tree_contributions.py holds them within 1e-12); the bias column is the trees' expected values
-added in tree order, as LightGBM adds them, equal to the bit.
+Each entry is bit for bit what LightGBM computes for any row with that key, so a row's result (per feature:
+the sum over the trees that split on it alone, then the other trees' vectors in tree order) depends on that
+row alone: not on the other rows, the threads, the entries kept or the path a tree took. `pred_contrib` on
+the whole model adds each leaf's terms into one running sum instead: the two differ by rounding only
+(tests/test_tree_contributions.py: within 1e-12); the bias column, the trees' expected values added in tree
+order as LightGBM adds them, is equal to the bit.
 
 The cut-off: where the keys a block needs computed exceed half its rows (`MAX_TABLE_SHARE`), LightGBM
 computes that tree on every row of the block (the same vectors): the table would cost more than half of
@@ -46,8 +42,7 @@ from lightgbm import Booster
 
 from stages.lib.evaluation.tree_decisions import Cells, lightgbm_matrix, parse_trees, tree_keys
 
-# LightGBM computes a tree on every row of a block where the keys to compute exceed this share of its rows.
-MAX_TABLE_SHARE = 0.5
+MAX_TABLE_SHARE = 0.5  # of a block's rows: more keys to compute than that, and LightGBM computes every row
 # Tables of keys up to DENSE_BITS internal nodes have an entry per possible key, kept with the model; up to
 # KEYED_BITS a block's table is reached through a slot per possible key; bigger trees' keys are sorted.
 DENSE_BITS = 12
@@ -61,8 +56,7 @@ KEY_BYTES = 64 << 20
 PARALLEL_ROWS = 4096
 
 
-# A table for a block's rows, (used, columns, index): row r adds `columns[j][index[r]]` to feature `used[j]`.
-_Table = tuple[np.ndarray, np.ndarray, np.ndarray]
+_Table = tuple[np.ndarray, np.ndarray, np.ndarray]  # (used, columns, index): row r adds columns[j][index[r]]
 
 
 class _Kept:
@@ -83,13 +77,14 @@ class _Model:
         self.width = int(header.get("max_feature_idx", "-1")) + 1
         self.covered = int(header.get("num_tree_per_iteration", "1")) == 1 and not any(t.linear for t in self.trees)
         self.bias: list[float | None] = [None] * len(self.trees)
+        numbered = list(enumerate(self.trees)) if self.covered else []
         alone: dict[int, list[int]] = {}
-        for t, tree in enumerate(self.trees if self.covered else []):
+        for t, tree in numbered:
             if len(tree.used) == 1:
                 alone.setdefault(int(tree.used[0]), []).append(t)
         self.cells = Cells(self.trees) if self.covered else None
         self.features = {f: _Kept(trees, np.array([f]), self.cells.count(f)) for f, trees in sorted(alone.items())}
-        self.others = [t for t, tree in enumerate(self.trees if self.covered else []) if len(tree.used) != 1]
+        self.others = [t for t, tree in numbered if len(tree.used) != 1]
         self.kept = {t: _Kept([t], self.trees[t].used, 1 << self.trees[t].internal)
                      for t in self.others if self.trees[t].internal <= DENSE_BITS}
 
@@ -113,14 +108,20 @@ def _single_tree(booster: Booster, rows: np.ndarray, t: int, threads: int) -> np
                            num_threads=threads if len(rows) >= PARALLEL_ROWS else 1)
 
 
+def _a_row_per_key(keys: np.ndarray, size: int) -> np.ndarray:
+    """For each possible key 0..size-1, a row that has it (any will do: all get the same vector); -1: none."""
+    representative = np.full(size, -1, dtype=np.intp)
+    representative[keys.astype(np.intp)] = np.arange(len(keys))
+    return representative
+
+
 def _filled(model: _Model, booster: Booster, matrix: np.ndarray, kept: _Kept, keys: np.ndarray, threads: int,
             ) -> bool:
     """Compute the entries of `kept` the rows' `keys` need and it lacks (each the sum in tree order of its
     trees' LightGBM vectors on a row with that key); False, computing none, where they exceed
     MAX_TABLE_SHARE of the rows."""
     with model.lock:
-        representative = np.full(len(kept.known), -1, dtype=np.intp)
-        representative[keys] = np.arange(len(keys))  # any row with a key will do: all get the same vector
+        representative = _a_row_per_key(keys, len(kept.known))
         new = np.flatnonzero((representative >= 0) & ~kept.known)
         if len(new) > MAX_TABLE_SHARE * len(keys):
             return False
@@ -141,8 +142,7 @@ def _block_table(model: _Model, booster: Booster, matrix: np.ndarray, t: int, ke
     its distinct keys exceed MAX_TABLE_SHARE of the rows."""
     tree, rows = model.trees[t], len(keys)
     if tree.internal <= KEYED_BITS:
-        representative = np.full(1 << tree.internal, -1, dtype=np.intp)
-        representative[keys.astype(np.intp)] = np.arange(rows)
+        representative = _a_row_per_key(keys, 1 << tree.internal)
         first = representative[representative >= 0]
         slot = np.cumsum(representative >= 0, dtype=np.int32) - 1
         index = slot[keys.astype(np.intp)]

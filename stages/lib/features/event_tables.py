@@ -93,7 +93,7 @@ def read_events(events: str | Path, name: str, features: FeaturesParams, ids: pd
     whole = read_table(path, list(keys)) if path.suffix.lower() == ".csv" else None
     # Only the events of the part's range of IDs: files (or row groups) sorted or clustered by customer
     # are then read only where the part's customers are, so each part of a cluster reads its own events.
-    numbered = whole is None and len(ids) and pd.api.types.is_integer_dtype(ids) and \
+    numbered = whole is None and len(ids) > 0 and pd.api.types.is_integer_dtype(ids) and \
         pd.api.types.is_integer_dtype(parquet_header(path).dtypes.get(features.id_column, object))
     within = (features.id_column, ids.min(), ids.max()) if numbered else None
 

@@ -1,6 +1,6 @@
 """Two commits' stored results side by side, with ratios: `python -m benchmarks.run compare A B`.
 
-A and B are commits (any prefix git resolves, or a results folder name such as `commit-unrecorded`).
+A and B are commits (any prefix git resolves, or a results folder's name such as `fe2718118e0f`).
 For every config stored for both on the machine (default: this one), each number the results hold
 (their figures, flattened to dotted paths; a list's items named by their `label`, `stage`, `seed` or `name`) is shown
 with B / A. Only numbers both results have are shown.

@@ -6,9 +6,8 @@ load average before and after), and the figures the kind measured. It is stored 
 
     benchmarks/results/<machine>/<commit>[-dirty]/<config>.json
 
-so a config run again on another machine or commit adds a file instead of replacing one. Results
-stored before the format named their commit are in `<machine>/commit-unrecorded/`, with the commit
-that stored them.
+so a config run again on another machine or commit adds a file instead of replacing one (a tree
+outside git, which has no commit to name, stores under `commit-unrecorded/`).
 """
 
 from __future__ import annotations

@@ -74,6 +74,19 @@ def test_a_result_records_the_code_machine_and_load_and_is_stored_per_machine_an
     assert results.save(result, complete=True) == path and json.loads(path.read_text())["complete"] is True
 
 
+def test_every_committed_result_is_filed_under_the_machine_and_commit_it_records():
+    """So `compare A B` and the docs find a result by its commit: none without one (commit-unrecorded/)."""
+    tracked = subprocess.run(["git", "ls-files", "benchmarks/results"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked
+    for name in tracked:
+        stored = json.loads((REPO_ROOT / name).read_text())
+        *_, machine, folder, _file = name.split("/")
+        assert stored["commit"], f"{name} records no commit"
+        assert folder == stored["commit"][:12] + ("-dirty" if stored["dirty"] else ""), name
+        assert machine == results.machine_name(stored["machine"]), name
+
+
 def test_a_machine_is_named_by_its_cpu_model_and_cores():
     assert results.machine_name({"cpu": "AMD EPYC", "cores": 2}) == "amd-epyc-2-cores"
     assert results.machine_name({"cpu": "Intel(R) Xeon(R) Platinum 8480C CPU @ 2.00GHz", "cores": 16}) == \
@@ -256,8 +269,8 @@ def test_compare_shows_two_commits_results_side_by_side_with_ratios(capsys):
     assert "| runs.default.stages.tune.wall_s | 10 | 5 | 0.500 |" in text
     assert "only_here" not in text and "flag" not in text
     # The runner's subcommand, on two stored results of this repository.
-    assert main(["compare", "commit-unrecorded", "ffd33c9", "--machine", "amd-epyc-2-cores", "--config", "sizes"]) == 0
+    assert main(["compare", "fe27181", "5e55704", "--machine", "amd-epyc-2-cores", "--config", "scoring-1m"]) == 0
     out = capsys.readouterr().out
-    assert "### `sizes`" in out and "| runs.default.stages.tune.wall_s |" in out
+    assert "### `scoring-1m`" in out and "| variants.no flags.0.wall_s |" in out
     with pytest.raises(SystemExit, match="neither a commit nor a folder"):
         main(["compare", "no-such-commit", "ffd33c9", "--machine", "amd-epyc-2-cores"])

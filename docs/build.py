@@ -298,10 +298,11 @@ def headline_metrics(read: Reader = working_tree) -> str:
 
 
 # The stored benchmark results the generated tables show (benchmarks/results.py: one format, stored per
-# machine and commit): for each config, the latest clean result of this machine kind, by commit order
-# (results from before they named their commit count as the oldest).
-RESULTS = "benchmarks/results/amd-epyc-2-cores"
-UNRECORDED = "commit-unrecorded"
+# machine and commit): for each config, the latest clean result by commit order. Timings compare only
+# within one machine kind; ranking scores are the same bits on every x86-64 CPU (the project's rule; the
+# 11 ceiling splits' pipeline scores agree in every digit on AMD EPYC and Intel Xeon), so those come from any machine.
+RESULTS = "benchmarks/results"
+TIMINGS_ON = "amd-epyc-2-cores"
 
 
 @functools.cache
@@ -311,27 +312,32 @@ def _commit_order() -> dict[str, int]:
     return {commit[:12]: age for age, commit in enumerate(listed)}
 
 
-def latest(config: str, results: str = RESULTS) -> str:
-    """The path of `config`'s latest clean result in `results` (relative to the root)."""
+def latest(config: str, read: Reader = working_tree, *, timed: bool = True) -> str:
+    """The path (relative to the root) of `config`'s latest clean, complete result that `read` can read: of
+    TIMINGS_ON's results where `timed`, else of every machine's. A result the reader lacks (one not
+    committed yet, read from the last commit) or of a stopped run is passed over for the one before it."""
     order = _commit_order()
-
-    def age(name: str) -> tuple[int, str]:
-        # A commit this history lacks (a workspace without the project's history) ranks after those it has.
-        return (len(order) + 1 if name == UNRECORDED else order.get(name, len(order)), name)
-
-    stored = [folder.name for folder in (ROOT / results).iterdir()
+    machines = [TIMINGS_ON] if timed else sorted(folder.name for folder in (ROOT / RESULTS).iterdir()
+                                                 if folder.is_dir())
+    stored = [(order.get(folder.name, len(order)), machine, folder.name)
+              # A commit this history lacks (a workspace without the project's history) ranks after those it has.
+              for machine in machines for folder in (ROOT / RESULTS / machine).iterdir()
               if (folder / f"{config}.json").is_file() and not folder.name.endswith("-dirty")]
-    if not stored:
-        raise SystemExit(f"docs.build: no clean result of '{config}' in {results}; run "
-                         f"`python -m benchmarks.run {config}` on a committed tree")
-    return f"{results}/{min(stored, key=age)}/{config}.json"
+    for _age, machine, commit in sorted(stored):
+        path = f"{RESULTS}/{machine}/{commit}/{config}.json"
+        try:
+            complete = json.loads(read(path)).get("complete", True)
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if complete:
+            return path
+    where = f"{RESULTS}/{machines[0] if timed else '*'}"
+    raise SystemExit(f"docs.build: no clean, complete result of '{config}' in {where}; run "
+                     f"`python -m benchmarks.run {config}` on a committed tree")
 
 
-STAGE_TABLE_RESULT = latest("sizes")
-SCORING_RESULT = latest("scoring-1m")
-CEILING_RESULTS = [latest(name) for name in ("ceiling-60k", "family-ceiling-60k", "ceiling-60k-n-iter-40")]
-QUALITY_RESULTS = {latest("quality"): "generated", latest("linear-truth-60k"): "generated, `generate.truth: linear`"}
-TIME_SPLIT_RESULT = latest("time-split-60k")
+CEILING_CONFIGS = ("ceiling-60k", "ceiling-60k-n-iter-40")
+QUALITY_CONFIGS = {"quality": "generated", "linear-truth-60k": "generated, `generate.truth: linear`"}
 
 
 def _measured_on(result: dict[str, Any], path: str) -> str:
@@ -340,9 +346,10 @@ def _measured_on(result: dict[str, Any], path: str) -> str:
 
 
 def performance_tables(read: Reader = working_tree) -> str:
-    result = json.loads(read(STAGE_TABLE_RESULT))
+    stage_table = latest("sizes", read)
+    result = json.loads(read(stage_table))
     lines = [_begin("performance"), "",
-             f"Stage table (`python -m benchmarks.run {result['config']}`; {_measured_on(result, STAGE_TABLE_RESULT)}; "
+             f"Stage table (`python -m benchmarks.run {result['config']}`; {_measured_on(result, stage_table)}; "
              "the 1-minute load average each stage ran under is in the last column):",
              "", "| run | rows | stage | wall s | CPU s | peak RSS MB | load |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
@@ -353,9 +360,10 @@ def performance_tables(read: Reader = working_tree) -> str:
         if run.get("total_wall_s"):
             lines.append(f"| {run['label']} | {run['rows']:,} | **every stage, with dvc** | "
                          f"**{run['total_wall_s']:.1f}** | | **{run['peak_rss_mb']:,.0f}** | |")
-    scoring = json.loads(read(SCORING_RESULT))
+    scoring_result = latest("scoring-1m", read)
+    scoring = json.loads(read(scoring_result))
     lines += ["", f"Scoring {scoring['figures']['rows']:,} customers with `stages.predict` (CSV in and out; "
-              f"`python -m benchmarks.run {scoring['config']}`; {_measured_on(scoring, SCORING_RESULT)}):", "",
+              f"`python -m benchmarks.run {scoring['config']}`; {_measured_on(scoring, scoring_result)}):", "",
               variants_table(scoring["figures"]), "", _end("performance")]
     return "\n".join(lines)
 
@@ -370,7 +378,8 @@ def quality_table(read: Reader = working_tree) -> str:
              "| table | rows | ships | pipeline AP | pipeline / ideal | logistic regression (se) | "
              "default LightGBM (se) | machine, load |", "|---|---:|---|---:|---:|---:|---:|---|"]
     sources = []
-    for path, generated_label in QUALITY_RESULTS.items():
+    for config, generated_label in QUALITY_CONFIGS.items():
+        path = latest(config, read, timed=False)
         result = json.loads(read(path))
         sources.append(f"`python -m benchmarks.run {result['config']}` ({_measured_on(result, path)})")
         cpu = f"{result['machine']['cpu']}, {result['machine']['cores']} cores"
@@ -401,19 +410,20 @@ def ceiling_table(read: Reader = working_tree) -> str:
     lines = [_begin("ceiling"), "",
              "| result | seeds | ceiling trained on | ceiling of ideal | pipeline of ideal | pipeline of ceiling | "
              "`base.seed` 42: pipeline of ideal |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for path in CEILING_RESULTS:
+    for path in [latest(config, read, timed=False) for config in CEILING_CONFIGS]:
         result = json.loads(read(path))
         figures = result["figures"]
         largest = str(max(figures["ceiling_rows"]))
         runs = [r for r in figures["runs"] if r.get("completed") and largest in r.get("ceiling", {})]
         committed = next((r for r in runs if r["seed"] == 42), None)
         lines.append(" | ".join([
-            f"| `{path.rsplit('/', 1)[1]}`", str(len(runs)), f"{int(largest):,}",
+            f"| `{path.removeprefix(RESULTS + '/')}`", str(len(runs)), f"{int(largest):,}",
             _spread([r["ceiling"][largest] / r["ideal"] for r in runs]),
             _spread([r["pipeline"] / r["ideal"] for r in runs]),
             _spread([r["pipeline"] / r["ceiling"][largest] for r in runs]),
             f"{committed['pipeline'] / committed['ideal']:.3f} |" if committed else " |"]))
-    lines += ["", "Mean (range) over the seeds; each row's commit and options are in its file.", "", _end("ceiling")]
+    lines += ["", "Mean (range) over the seeds; each row names the machine and commit measured and its file, "
+              "which holds the options.", "", _end("ceiling")]
     return "\n".join(lines)
 
 
@@ -434,9 +444,10 @@ def search_edges(read: Reader = working_tree) -> str:
 
 def time_split_table(read: Reader = working_tree) -> str:
     """The dated default split out of time beside a random split of the same rows, one row per seed."""
-    result = json.loads(read(TIME_SPLIT_RESULT))
+    path = latest("time-split-60k", read, timed=False)
+    result = json.loads(read(path))
     return "\n".join([_begin("time split"), "", f"From `python -m benchmarks.run {result['config']}` "
-                      f"(`{TIME_SPLIT_RESULT}`):", "", time_split.summary(result), _end("time split")])
+                      f"(`{path}`):", "", time_split.summary(result), _end("time split")])
 
 
 def _replace(text: str, name: str, block: str) -> str:

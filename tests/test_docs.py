@@ -72,6 +72,28 @@ def test_the_sentence_about_the_search_edges_is_written_from_the_committed_tune_
     assert build.stale(with_edges({"learning_rate": "low"} if not committed else {})) == ["docs/experiments.md"]
 
 
+def test_the_docs_take_the_latest_result_their_reader_has():
+    """A benchmark result a user has just run and not committed is passed over when the docs are checked
+    against the last commit (the tests above), and taken when they are built from the working tree; so is
+    the result of a stopped run."""
+    newest = build.latest("scoring-1m")
+
+    def without_newest(path: str) -> str:
+        if path == newest:
+            raise OSError(f"{path}: not in this reader")
+        return build.working_tree(path)
+
+    def newest_stopped(path: str) -> str:
+        result = json.loads(build.working_tree(path))
+        return json.dumps({**result, "complete": False}) if path == newest else json.dumps(result)
+
+    older = build.latest("scoring-1m", without_newest)
+    assert older != newest and older.startswith(f"{build.RESULTS}/{build.TIMINGS_ON}/")
+    assert build._commit_order().get(older.split("/")[-2], 10**9) >= build._commit_order().get(
+        newest.split("/")[-2], 10**9)
+    assert build.latest("scoring-1m", newest_stopped) == older
+
+
 def _tracked() -> set[Path]:
     """The files git tracks, and their folders: what a fresh clone has."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout

@@ -1,14 +1,14 @@
 """The propensity pipeline.
 
-    stages/<step>.py   one file per DVC stage, run as `python -m stages.<step>`:
-                       generate, preprocess, resample, tune, calibrate, train, evaluate
+    stages/<step>.py   one file per DVC stage, run as `python -m stages.<step>`: generate,
+                       generate_events, features, preprocess, resample, tune, calibrate, train, evaluate
     stages/predict.py  commands users run that are not DAG steps: scoring new customers
     stages/report.py   and the pull-request report
     stages/lib/        the library they all share; no stage imports another stage
 
 Each command is thin (arguments, read, call the library, write); dvc.yaml lists,
-for every stage, its own file and the library modules it imports
-(tests/test_layout.py checks that the list is exact).
+for every stage, its own file, the library modules it imports and the packages
+holding them (tests/test_layout.py checks that the list is exact).
 """
 
 import sys

@@ -33,10 +33,19 @@ def module_file(module: str) -> Path:
     return REPO_ROOT / (module.replace(".", "/") + ".py")
 
 
+def package_file(package: str) -> Path:
+    return REPO_ROOT / package.replace(".", "/") / "__init__.py"
+
+
+def source_file(name: str) -> Path:
+    """The file Python runs for a module or a package."""
+    return module_file(name) if module_file(name).is_file() else package_file(name)
+
+
 def direct_imports(module: str) -> set[str]:
     """The project modules `module` imports anywhere in its source (modules, not packages)."""
     found = set()
-    for node in ast.walk(ast.parse(module_file(module).read_text())):
+    for node in ast.walk(ast.parse(source_file(module).read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
@@ -48,13 +57,17 @@ def direct_imports(module: str) -> set[str]:
 
 
 def imported_modules(module: str) -> set[str]:
-    """`module` and every project module it imports, transitively."""
+    """`module` and every project module it imports, transitively, with the packages that hold them (Python
+    runs a package's __init__.py before any module of it)."""
     seen, todo = set(), [module]
     while todo:
         current = todo.pop()
         if current not in seen:
             seen.add(current)
             todo.extend(direct_imports(current))
+            parts = current.split(".")
+            todo.extend(package for package in (".".join(parts[:end]) for end in range(1, len(parts)))
+                        if package_file(package).is_file())
     return seen
 
 
@@ -69,12 +82,12 @@ def code_deps(stage: str, engine: str) -> set[str]:
         if dep.endswith(".py"):
             listed.add(dep)
         elif dep.startswith(f"{PACKAGE}/") and (REPO_ROOT / dep).is_dir():
-            listed |= {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / dep).rglob("*.py") if p.stem != "__init__"}
+            listed |= {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / dep).rglob("*.py")}
     return listed
 
 
 def imported_files(module: str) -> set[str]:
-    return {str(module_file(m).relative_to(REPO_ROOT)) for m in imported_modules(module)}
+    return {str(source_file(m).relative_to(REPO_ROOT)) for m in imported_modules(module)}
 
 
 def engine_imports(stage: str, engine: str) -> set[str]:
@@ -135,8 +148,8 @@ def test_the_tests_and_the_benchmarks_never_import_each_other(folder, other):
 
 
 def test_package_inits_run_no_library_code_a_stage_would_miss():
-    # Package __init__ files are not listed as deps: the library's holds its map only, and
-    # stages/__init__.py only installs the quiet Ctrl-C handler from stages.lib.core.cli.
+    # Package __init__ files are deps like any module, but they hold their map only, so importing one
+    # module of a subpackage loads no other; stages/__init__.py only installs the quiet Ctrl-C handler.
     for init in (REPO_ROOT / PACKAGE / "lib").rglob("__init__.py"):
         body = ast.parse(init.read_text()).body
         assert len(body) == 1 and isinstance(body[0].value, ast.Constant), init

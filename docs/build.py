@@ -7,8 +7,8 @@
   defaults (stages/lib/core/params_sections.py, params_model.py) and the values in the committed params.yaml;
 - params.yaml's comments (the allowed values after each key), keeping its values;
 - README.md's headline metrics table: from metrics/metrics.json;
-- docs/performance.md's tables and docs/metrics.md's quality table: from the benchmark result files in
-  benchmarks/.
+- docs/performance.md's tables, docs/metrics.md's quality, ceiling and time-split tables and
+  benchmarks/README.md's ceiling table per seed: from the benchmark result files in benchmarks/results/.
 
 .ci/run calls `--check` on the commit it tests; tests/test_docs.py checks that a changed source makes
 its part stale.
@@ -312,8 +312,9 @@ def _commit_order() -> dict[str, int]:
     return {commit[:12]: age for age, commit in enumerate(listed)}
 
 
-def latest(config: str, read: Reader = working_tree, *, timed: bool = True) -> str:
-    """The path (relative to the root) of `config`'s latest clean, complete result that `read` can read: of
+def latest(config: str, read: Reader = working_tree, *, timed: bool = True) -> tuple[str, dict[str, Any]]:
+    """The path (relative to the root) and the contents of `config`'s latest clean, complete result that `read`
+    can read: of
     TIMINGS_ON's results where `timed`, else of every machine's. A result the reader lacks (one not
     committed yet, read from the last commit) or of a stopped run is passed over for the one before it."""
     order = _commit_order()
@@ -326,11 +327,11 @@ def latest(config: str, read: Reader = working_tree, *, timed: bool = True) -> s
     for _age, machine, commit in sorted(stored):
         path = f"{RESULTS}/{machine}/{commit}/{config}.json"
         try:
-            complete = json.loads(read(path)).get("complete", True)
+            result = json.loads(read(path))
         except (OSError, subprocess.CalledProcessError):
             continue
-        if complete:
-            return path
+        if result.get("complete", True):
+            return path, result
     where = f"{RESULTS}/{machines[0] if timed else '*'}"
     raise SystemExit(f"docs.build: no clean, complete result of '{config}' in {where}; run "
                      f"`python -m benchmarks.run {config}` on a committed tree")
@@ -346,8 +347,7 @@ def _measured_on(result: dict[str, Any], path: str) -> str:
 
 
 def performance_tables(read: Reader = working_tree) -> str:
-    stage_table = latest("sizes", read)
-    result = json.loads(read(stage_table))
+    stage_table, result = latest("sizes", read)
     lines = [_begin("performance"), "",
              f"Stage table (`python -m benchmarks.run {result['config']}`; {_measured_on(result, stage_table)}; "
              "the 1-minute load average each stage ran under is in the last column):",
@@ -360,8 +360,7 @@ def performance_tables(read: Reader = working_tree) -> str:
         if run.get("total_wall_s"):
             lines.append(f"| {run['label']} | {run['rows']:,} | **every stage, with dvc** | "
                          f"**{run['total_wall_s']:.1f}** | | **{run['peak_rss_mb']:,.0f}** | |")
-    scoring_result = latest("scoring-1m", read)
-    scoring = json.loads(read(scoring_result))
+    scoring_result, scoring = latest("scoring-1m", read)
     lines += ["", f"Scoring {scoring['figures']['rows']:,} customers with `stages.predict` (CSV in and out; "
               f"`python -m benchmarks.run {scoring['config']}`; {_measured_on(scoring, scoring_result)}):", "",
               variants_table(scoring["figures"]), "", _end("performance")]
@@ -379,8 +378,7 @@ def quality_table(read: Reader = working_tree) -> str:
              "default LightGBM (se) | machine, load |", "|---|---:|---|---:|---:|---:|---:|---|"]
     sources = []
     for config, generated_label in QUALITY_CONFIGS.items():
-        path = latest(config, read, timed=False)
-        result = json.loads(read(path))
+        path, result = latest(config, read, timed=False)
         sources.append(f"`python -m benchmarks.run {result['config']}` ({_measured_on(result, path)})")
         cpu = f"{result['machine']['cpu']}, {result['machine']['cores']} cores"
         for run in result["figures"]["runs"]:
@@ -410,8 +408,7 @@ def ceiling_table(read: Reader = working_tree) -> str:
     lines = [_begin("ceiling"), "",
              "| result | seeds | ceiling trained on | ceiling of ideal | pipeline of ideal | pipeline of ceiling | "
              "`base.seed` 42: pipeline of ideal |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for path in [latest(config, read, timed=False) for config in CEILING_CONFIGS]:
-        result = json.loads(read(path))
+    for path, result in [latest(config, read, timed=False) for config in CEILING_CONFIGS]:
         figures = result["figures"]
         largest = str(max(figures["ceiling_rows"]))
         runs = [r for r in figures["runs"] if r.get("completed") and largest in r.get("ceiling", {})]
@@ -425,6 +422,15 @@ def ceiling_table(read: Reader = working_tree) -> str:
     lines += ["", "Mean (range) over the seeds; each row names the machine and commit measured and its file, "
               "which holds the options.", "", _end("ceiling")]
     return "\n".join(lines)
+
+
+def ceiling_seeds(read: Reader = working_tree) -> str:
+    """The latest ceiling-60k result, one row per seed, as its benchmark prints it."""
+    from benchmarks.ceiling import summary  # LightGBM and scikit-learn only where this part is built
+
+    path, result = latest(CEILING_CONFIGS[0], read, timed=False)
+    return "\n".join([_begin("ceiling per seed"), "", f"From `{path}`:", "", summary(result),
+                      _end("ceiling per seed")])
 
 
 def search_edges(read: Reader = working_tree) -> str:
@@ -444,8 +450,7 @@ def search_edges(read: Reader = working_tree) -> str:
 
 def time_split_table(read: Reader = working_tree) -> str:
     """The dated default split out of time beside a random split of the same rows, one row per seed."""
-    path = latest("time-split-60k", read, timed=False)
-    result = json.loads(read(path))
+    path, result = latest("time-split-60k", read, timed=False)
     return "\n".join([_begin("time split"), "", f"From `python -m benchmarks.run {result['config']}` "
                       f"(`{path}`):", "", time_split.summary(result), _end("time split")])
 
@@ -467,6 +472,7 @@ def generated(read: Reader = working_tree) -> dict[str, Callable[[str], str]]:
         "README.md": lambda text: _replace(text, "headline metrics", headline_metrics(read)),
         "docs/performance.md": lambda text: _replace(text, "performance", performance_tables(read)),
         "docs/experiments.md": lambda text: _replace(text, "search edges", search_edges(read)),
+        "benchmarks/README.md": lambda text: _replace(text, "ceiling per seed", ceiling_seeds(read)),
         "docs/metrics.md": lambda text: _replace(_replace(_replace(text, "quality", quality_table(read)), "ceiling",
                                                           ceiling_table(read)), "time split", time_split_table(read)),
     }
